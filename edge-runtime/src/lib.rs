@@ -1,0 +1,2 @@
+//! flowgate's gatekeeper.
+#![cfg_attr(not(feature = "std"), no_std)]

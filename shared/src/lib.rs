@@ -1,0 +1,2 @@
+//! flowgate's model format.
+#![no_std]

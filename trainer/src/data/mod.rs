@@ -1,0 +1,1 @@
+//! Datasets: idx files (MNIST, Fashion-MNIST).

@@ -1,0 +1,3 @@
+//! flowgate's trainer: data loading, flows, calibration, quantisation and export.
+
+pub mod data;
