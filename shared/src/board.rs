@@ -1,0 +1,1 @@
+//! Board deployment configs.
