@@ -1,6 +1,6 @@
 //! flowgate's model format: the one contract between the trainer and the edge runtime.
 //!
-//! A model file (`*.fgm`) is a fixed [header](header) (magic, format version, payload length,
+//! A model file (`*.fgm`) is a fixed [header] (magic, format version, payload length,
 //! CRC32) followed by the [postcard] encoding of a [`Model`]. Reading needs neither `std` nor
 //! `alloc`: tensors and layer lists borrow from the file ([`Bytes`], [`Seq`]). [`decode`]
 //! checks the framing, decodes and [validates](validate::validate) the model; it returns an

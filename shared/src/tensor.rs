@@ -166,6 +166,11 @@ pub fn shape_elements(shape: &[u32]) -> Option<usize> {
 pub struct F32View<'a>(&'a [u8]);
 
 impl<'a> F32View<'a> {
+    /// A view of no values.
+    pub const fn empty() -> Self {
+        F32View(&[])
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         self.0.len() / 4

