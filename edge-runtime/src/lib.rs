@@ -1,2 +1,24 @@
-//! flowgate's gatekeeper.
-#![cfg_attr(not(feature = "std"), no_std)]
+//! flowgate's gatekeeper: scores camera frames under an exported normalizing flow and
+//! decides whether they may pass to the downstream model.
+//!
+//! The core is `no_std` and needs no allocator: [`Gate::new`] borrows the model file,
+//! [`Gate::score`] works in scratch the caller provides ([`Gate::scratch_len`] f32 elements:
+//! a stack array, a `static`, or a heap buffer). The `std` feature adds the `flowgate-edge`
+//! command-line front end.
+#![no_std]
+#![deny(missing_docs)]
+#![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+pub mod flow;
+pub mod frame;
+pub mod gate;
+pub mod kernels;
+pub mod preprocess;
+
+pub use error::{Error, FrameError, Result};
+pub use frame::{Frame, PixelFormat};
+pub use gate::{Decision, Gate, Verdict};

@@ -1,0 +1,107 @@
+//! The gate's errors.
+
+use core::fmt;
+
+/// Why a model could not be loaded or a frame could not be scored.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The model file is not a valid flowgate model.
+    Model(flowgate_shared::Error),
+    /// The caller's scratch is smaller than [`crate::Gate::scratch_len`].
+    ScratchTooSmall {
+        /// f32 elements needed.
+        needed: usize,
+        /// f32 elements provided.
+        provided: usize,
+    },
+    /// The frame's buffer does not hold what its width, height, stride and format declare.
+    Frame(FrameError),
+    /// The frame's size differs from the model's input and the model forbids resizing.
+    SizeMismatch {
+        /// The model's input (width, height).
+        expected: (u32, u32),
+        /// The frame's (width, height).
+        found: (u32, u32),
+    },
+    /// The model disagreed with itself while running: unreachable for a validated model.
+    Inconsistent,
+}
+
+/// What is wrong with a frame buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Width or height is zero.
+    Empty,
+    /// The stride is shorter than a row of pixels.
+    StrideTooSmall {
+        /// Bytes a row of pixels needs.
+        row_bytes: usize,
+        /// The stride given.
+        stride: usize,
+    },
+    /// The buffer is shorter than the frame it should hold.
+    BufferTooShort {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        len: usize,
+    },
+    /// YUYV frames need an even width.
+    OddWidth,
+}
+
+/// Result with the gate's [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Model(error) => write!(f, "{error}"),
+            Error::ScratchTooSmall { needed, provided } => write!(
+                f,
+                "scratch too small: the model needs {needed} f32 elements, got {provided}"
+            ),
+            Error::Frame(error) => write!(f, "bad frame: {error}"),
+            Error::SizeMismatch { expected, found } => write!(
+                f,
+                "frame is {}x{}, the model takes exactly {}x{} and does not resize",
+                found.0, found.1, expected.0, expected.1
+            ),
+            Error::Inconsistent => f.write_str("the model is internally inconsistent"),
+        }
+    }
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Empty => f.write_str("width or height is zero"),
+            FrameError::StrideTooSmall { row_bytes, stride } => {
+                write!(
+                    f,
+                    "stride {stride} is shorter than a row ({row_bytes} bytes)"
+                )
+            }
+            FrameError::BufferTooShort { needed, len } => {
+                write!(f, "buffer holds {len} bytes, the frame needs {needed}")
+            }
+            FrameError::OddWidth => f.write_str("YUYV frames need an even width"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<flowgate_shared::Error> for Error {
+    fn from(error: flowgate_shared::Error) -> Self {
+        Error::Model(error)
+    }
+}
+
+impl From<FrameError> for Error {
+    fn from(error: FrameError) -> Self {
+        Error::Frame(error)
+    }
+}

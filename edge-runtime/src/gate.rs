@@ -1,0 +1,131 @@
+//! The gate: a model borrowed from its file, scoring frames in caller-provided scratch.
+
+use flowgate_shared::{Dims, Model, ModelSummary, ScoreKind, decode};
+
+use crate::error::{Error, Result};
+use crate::flow::log_density;
+use crate::frame::Frame;
+use crate::preprocess::{frame_levels, levels_to_flow_input};
+
+/// `ln 2`.
+const LN_2: f64 = core::f64::consts::LN_2;
+
+/// Whether a frame may pass to the downstream model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Like the training data: pass it on.
+    Accept,
+    /// Out of distribution: hold it back.
+    Reject,
+}
+
+/// The gate's judgement of one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// Log-likelihood of the (resized, discrete) frame, in nats.
+    pub log_likelihood: f64,
+    /// `-log_likelihood / (D ln 2)`.
+    pub bits_per_dim: f64,
+    /// Higher = more anomalous (the model's [`ScoreKind`]).
+    pub ood_score: f64,
+    /// Against the model's calibrated threshold; `None` for an uncalibrated model.
+    pub decision: Option<Decision>,
+}
+
+/// A loaded model, ready to score frames. Borrows the model file; allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Gate<'a> {
+    model: Model<'a>,
+    summary: ModelSummary,
+    input: Dims,
+}
+
+impl<'a> Gate<'a> {
+    /// Decodes and validates a model file.
+    pub fn new(model_bytes: &'a [u8]) -> Result<Self> {
+        let validated = decode(model_bytes)?;
+        let spec = validated.model.input;
+        Ok(Gate {
+            model: validated.model,
+            summary: validated.summary,
+            input: Dims::new(spec.channels, spec.height, spec.width),
+        })
+    }
+
+    /// The f32 elements of scratch [`Gate::score`] needs.
+    pub fn scratch_len(&self) -> usize {
+        self.summary.scratch.total()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model<'a> {
+        &self.model
+    }
+
+    /// The model's sizes and costs.
+    pub fn summary(&self) -> &ModelSummary {
+        &self.summary
+    }
+
+    /// Scores a frame: resizes and converts it to the model's input, runs the flow, and
+    /// compares the OOD score with the threshold. `scratch` needs [`Gate::scratch_len`]
+    /// elements; its contents on entry do not matter.
+    pub fn score(&self, frame: &Frame<'_>, scratch: &mut [f32]) -> Result<Verdict> {
+        let needed = self.scratch_len();
+        if scratch.len() < needed {
+            return Err(Error::ScratchTooSmall {
+                needed,
+                provided: scratch.len(),
+            });
+        }
+        let (state, work) = scratch
+            .split_at_mut_checked(self.summary.scratch.state)
+            .ok_or(Error::Inconsistent)?;
+        let input = state
+            .get_mut(..self.input.elements() as usize)
+            .ok_or(Error::Inconsistent)?;
+        frame_levels(frame, &self.model.input, input)?;
+        self.score_levels(state, work)
+    }
+
+    /// Scores pixel levels already at the model's input size (channel-major, 0..=255), held
+    /// in the first `C * H * W` elements of `scratch`.
+    pub fn score_levels_in_scratch(&self, scratch: &mut [f32]) -> Result<Verdict> {
+        let needed = self.scratch_len();
+        if scratch.len() < needed {
+            return Err(Error::ScratchTooSmall {
+                needed,
+                provided: scratch.len(),
+            });
+        }
+        let (state, work) = scratch
+            .split_at_mut_checked(self.summary.scratch.state)
+            .ok_or(Error::Inconsistent)?;
+        self.score_levels(state, work)
+    }
+
+    fn score_levels(&self, state: &mut [f32], work: &mut [f32]) -> Result<Verdict> {
+        let dims = self.input.elements() as usize;
+        let input = state.get_mut(..dims).ok_or(Error::Inconsistent)?;
+        let preprocess_log_det = levels_to_flow_input(self.model.input.preprocess, input);
+        let log_likelihood =
+            log_density(&self.model, self.input, state, work)? + preprocess_log_det;
+        let bits_per_dim = -log_likelihood / (dims as f64 * LN_2);
+        let ood_score = match self.model.score {
+            ScoreKind::BitsPerDim => bits_per_dim,
+        };
+        let decision = self.model.threshold.as_ref().map(|threshold| {
+            if ood_score > f64::from(threshold.ood_score) {
+                Decision::Reject
+            } else {
+                Decision::Accept
+            }
+        });
+        Ok(Verdict {
+            log_likelihood,
+            bits_per_dim,
+            ood_score,
+            decision,
+        })
+    }
+}

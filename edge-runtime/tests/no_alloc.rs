@@ -1,0 +1,76 @@
+//! `Gate::score` allocates nothing: a counting global allocator wraps the whole test binary.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use flowgate_edge::{Frame, Gate, PixelFormat};
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above, i.e. from the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+#[test]
+fn scoring_frames_allocates_nothing() {
+    let bytes = flowgate_shared::encode(&flowgate_shared::example::tiny_model()).unwrap();
+    let gate = Gate::new(&bytes).unwrap();
+    let mut scratch = vec![0f32; gate.scratch_len()];
+    // Frames of the model's size and of other sizes and formats (resize and luma paths).
+    let gray: Vec<u8> = (0..16u8).map(|v| v * 13).collect();
+    let big_rgb: Vec<u8> = (0..(12 * 10 * 3)).map(|v| (v * 7 % 256) as u8).collect();
+    let frames = [
+        Frame::packed(&gray, 4, 4, PixelFormat::Gray8).unwrap(),
+        Frame::packed(&big_rgb, 12, 10, PixelFormat::Rgb8).unwrap(),
+        Frame::packed(&big_rgb, 12, 15, PixelFormat::Yuyv).unwrap(),
+    ];
+    // Warm up anything lazily initialised outside the gate (none expected).
+    gate.score(&frames[0], &mut scratch).unwrap();
+
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let mut scored = 0;
+    for _ in 0..10 {
+        for frame in &frames {
+            let verdict = gate.score(frame, &mut scratch).unwrap();
+            assert!(verdict.log_likelihood.is_finite());
+            scored += 1;
+        }
+    }
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(scored, 30);
+    assert_eq!(
+        after - before,
+        0,
+        "score allocated {} times",
+        after - before
+    );
+}
+
+#[test]
+fn counting_allocator_sees_allocations() {
+    // Guards the test above against a counter that never counts.
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let boxed = std::hint::black_box(Box::new([0u8; 64]));
+    drop(boxed);
+    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before);
+}
