@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test suite, as CI runs it: installs what the tests need (Rust targets, data), then
+# checks formatting, lints, the no_std build, and runs every test in one (release) profile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust components and targets"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add thumbv7em-none-eabihf
+
+step "Data (Fashion-MNIST, MNIST, opencv sample videos)"
+bash scripts/fetch-data.sh
+
+step "Formatting"
+cargo fmt --all -- --check
+
+step "Lints"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "no_std builds (no alloc) for a Cortex-M target"
+cargo build --release -p flowgate-shared --no-default-features --target thumbv7em-none-eabihf
+cargo build --release -p flowgate-edge --no-default-features --target thumbv7em-none-eabihf
+
+step "Tests"
+cargo test --workspace --release
