@@ -71,16 +71,7 @@ impl<'a> Gate<'a> {
     /// compares the OOD score with the threshold. `scratch` needs [`Gate::scratch_len`]
     /// elements; its contents on entry do not matter.
     pub fn score(&self, frame: &Frame<'_>, scratch: &mut [f32]) -> Result<Verdict> {
-        let needed = self.scratch_len();
-        if scratch.len() < needed {
-            return Err(Error::ScratchTooSmall {
-                needed,
-                provided: scratch.len(),
-            });
-        }
-        let (state, work) = scratch
-            .split_at_mut_checked(self.summary.scratch.state)
-            .ok_or(Error::Inconsistent)?;
+        let (state, work) = self.split_scratch(scratch)?;
         let input = state
             .get_mut(..self.input.elements() as usize)
             .ok_or(Error::Inconsistent)?;
@@ -91,6 +82,12 @@ impl<'a> Gate<'a> {
     /// Scores pixel levels already at the model's input size (channel-major, 0..=255), held
     /// in the first `C * H * W` elements of `scratch`.
     pub fn score_levels_in_scratch(&self, scratch: &mut [f32]) -> Result<Verdict> {
+        let (state, work) = self.split_scratch(scratch)?;
+        self.score_levels(state, work)
+    }
+
+    /// The flow's state and the work area, after checking the scratch is large enough.
+    fn split_scratch<'s>(&self, scratch: &'s mut [f32]) -> Result<(&'s mut [f32], &'s mut [f32])> {
         let needed = self.scratch_len();
         if scratch.len() < needed {
             return Err(Error::ScratchTooSmall {
@@ -98,10 +95,9 @@ impl<'a> Gate<'a> {
                 provided: scratch.len(),
             });
         }
-        let (state, work) = scratch
+        scratch
             .split_at_mut_checked(self.summary.scratch.state)
-            .ok_or(Error::Inconsistent)?;
-        self.score_levels(state, work)
+            .ok_or(Error::Inconsistent)
     }
 
     fn score_levels(&self, state: &mut [f32], work: &mut [f32]) -> Result<Verdict> {
