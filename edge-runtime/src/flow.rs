@@ -38,8 +38,8 @@ pub fn log_density(
             }
             FlowLayer::Squeeze => {
                 let copy = copy_to_work(active, work)?;
-                squeeze(copy, active, dims);
                 dims = Dims::new(dims.channels * 4, dims.height / 2, dims.width / 2);
+                squeeze(copy, active, dims);
             }
             FlowLayer::Unsqueeze => {
                 let copy = copy_to_work(active, work)?;
