@@ -22,3 +22,8 @@ pub mod preprocess;
 pub use error::{Error, FrameError, Result};
 pub use frame::{Frame, PixelFormat};
 pub use gate::{Decision, Gate, Verdict};
+
+#[cfg(feature = "std")]
+pub mod cli;
+#[cfg(feature = "std")]
+pub mod io;

@@ -1,4 +1,9 @@
 //! flowgate's trainer: data loading, flows, calibration, quantisation and export.
 
 pub mod cli;
+pub mod config;
 pub mod data;
+pub mod eval;
+pub mod export;
+pub mod flows;
+pub mod training;

@@ -7,11 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::data;
 
-/// flowgate's trainer: trains normalizing flows on a camera's normal frames, calibrates,
-/// quantises and exports them for the edge gate.
+mod commands;
+
+/// flowgate's trainer: trains normalizing flows on normal images, scores and exports them
+/// for the edge gate (`flowgate-edge`).
 ///
-/// Training, evaluation and export land with their issues; today the trainer reads and
-/// summarises the datasets.
+/// Typical run: `flowgate train --config configs/fmnist-realnvp.toml --out runs/realnvp`,
+/// then `flowgate score --run runs/realnvp --input data/mnist/t10k-images-idx3-ubyte
+/// --out mnist.csv`. Calibration, quantisation and evaluation tables land with their issues.
 #[derive(Debug, Parser)]
 #[command(name = "flowgate", version, propagate_version = true)]
 pub struct Cli {
@@ -26,6 +29,62 @@ pub enum Command {
     /// Datasets: what is in the data dir (fill it with scripts/fetch-data.sh).
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a flow from a TOML config (see configs/); writes weights, checkpoints and the
+    /// exported model into --out.
+    Train(TrainArgs),
+    /// Per-image scores of an idx file under a trained run, as CSV with the columns
+    /// source,frame,log_likelihood,bits_per_dim,ood_score,decision.
+    Score(ScoreArgs),
+    /// Export a trained run as a model file (*.fgm) for the edge gate.
+    Export(ExportArgs),
+}
+
+/// Arguments of `train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The training config (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Output folder: config copy, checkpoints, model.bpk, model.fgm.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue from the checkpoint in --out, if there is one.
+    #[arg(long)]
+    pub resume: bool,
+    /// The data dir [default: $FLOWGATE_DATA_DIR, else data/ in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Override the config's step count (quick runs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+}
+
+/// Arguments of `score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A run folder written by `train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// An idx image file (gz or plain).
+    #[arg(long, value_name = "PATH")]
+    pub input: PathBuf,
+    /// Where to write the CSV [default: stdout].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Score only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run folder written by `train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The model file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Dataset commands.
@@ -50,6 +109,9 @@ pub struct SummaryArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(args) => commands::train(args),
+        Command::Score(args) => commands::score(args),
+        Command::Export(args) => commands::export(args),
         Command::Data(DataCommand::Summary(args)) => {
             let dir = args.data_dir.unwrap_or_else(data::default_data_dir);
             let summary = data::summary(&dir)

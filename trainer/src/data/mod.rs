@@ -4,14 +4,17 @@
 //! from it and [`summary`] describes everything in it.
 
 mod dataset;
-mod idx;
 mod summary;
+
+// The idx reader lives in the runtime (`flowgate_edge::io::idx`), so the trainer and the
+// edge command line share one definition; `data::idx` stays a path within this module.
+use flowgate_edge::io::idx;
 
 pub use dataset::{
     DATA_DIR_ENV, DatasetError, DatasetName, LabelledImages, Split, SplitFiles, default_data_dir,
     load, load_files, split_files,
 };
-pub use idx::{
+pub use flowgate_edge::io::idx::{
     IMAGES_MAGIC, IdxError, IdxImages, LABELS_MAGIC, parse_images, parse_labels, read_images,
     read_labels,
 };

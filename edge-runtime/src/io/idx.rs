@@ -7,10 +7,14 @@
 //! accepted. Files may be gzip-compressed; compression is detected from the
 //! content so that a decompressed file keeping its `.gz` name (or the reverse)
 //! still loads.
+//!
+//! The trainer reads its datasets with this module and the `flowgate-edge` command line
+//! scores idx files with it, so both sides share one definition of the format.
 
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::vec::Vec;
 
 use flate2::read::MultiGzDecoder;
 use thiserror::Error;
@@ -28,9 +32,13 @@ const DIM_LEN: usize = 4;
 /// `pixels[i * rows * cols..(i + 1) * rows * cols]`, row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxImages {
+    /// Number of images.
     pub count: usize,
+    /// Rows (height) of every image.
     pub rows: usize,
+    /// Columns (width) of every image.
     pub cols: usize,
+    /// All pixels, image after image, each row-major.
     pub pixels: Vec<u8>,
 }
 
@@ -45,13 +53,9 @@ impl IdxImages {
     /// # Panics
     /// If `index >= self.count`, like slice indexing.
     pub fn image(&self, index: usize) -> &[u8] {
-        assert!(
-            index < self.count,
-            "image index {index} out of range for {} images",
-            self.count
-        );
-        let len = self.pixels_per_image();
-        &self.pixels[index * len..(index + 1) * len]
+        self.iter()
+            .nth(index)
+            .unwrap_or_else(|| panic!("image index {index} out of range for {} images", self.count))
     }
 
     /// Iterates over the images in file order.
@@ -67,50 +71,91 @@ impl IdxImages {
 /// Why an idx file could not be read. Every variant names the file.
 #[derive(Debug, Error)]
 pub enum IdxError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}", path = path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 
+    /// The file starts like gzip but does not decompress.
     #[error("{path}: corrupt or truncated gzip stream: {source}", path = path.display())]
-    Gzip { path: PathBuf, source: io::Error },
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The decompressor's complaint.
+        source: io::Error,
+    },
+
+    /// The file is not the idx kind asked for (or not idx at all).
 
     #[error(
         "{path}: bad magic 0x{found:08x}, expected 0x{expected:08x} ({expected_kind})",
         path = path.display()
     )]
     BadMagic {
+        /// The file.
         path: PathBuf,
+        /// The magic number found.
         found: u32,
+        /// The magic number expected.
         expected: u32,
+        /// What the expected magic stands for.
         expected_kind: &'static str,
     },
+
+    /// The file ends before its magic, header or body does.
 
     #[error(
         "{path}: truncated {part}: need {expected} bytes, file has {actual}",
         path = path.display()
     )]
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Which part is cut short: `magic`, `header` or `body`.
         part: &'static str,
+        /// Bytes the part needs.
         expected: usize,
+        /// Bytes there are.
         actual: usize,
     },
+
+    /// The file goes on after the body its dims declare.
 
     #[error(
         "{path}: {extra} unexpected bytes after the {expected}-byte body",
         path = path.display()
     )]
     TrailingBytes {
+        /// The file.
         path: PathBuf,
+        /// Bytes of the declared body.
         expected: usize,
+        /// Bytes after it.
         extra: usize,
     },
 
+    /// The dims are unusable.
+
     #[error("{path}: wrong dims {dims:?}: {reason}", path = path.display())]
     WrongDims {
+        /// The file.
         path: PathBuf,
+        /// The dims found.
         dims: Vec<u32>,
+        /// What is wrong with them.
         reason: &'static str,
     },
+}
+
+/// Whether a file starting with `prefix` (its first four bytes suffice) is an idx file
+/// holding unsigned bytes, or gzip-compressed (idx is the only compressed input flowgate
+/// reads). Image formats never start like this.
+pub fn looks_like_idx(prefix: &[u8]) -> bool {
+    prefix.starts_with(&GZIP_MAGIC) || prefix.starts_with(&[0, 0, 0x08])
 }
 
 /// Reads an idx3-ubyte image file, gzip-compressed or plain.
@@ -129,7 +174,14 @@ pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u8>, IdxError> {
 /// `origin` only labels errors.
 pub fn parse_images(raw: Vec<u8>, origin: &Path) -> Result<IdxImages, IdxError> {
     let (dims, body) = parse(raw, origin, IMAGES_MAGIC, "idx3-ubyte images")?;
-    let [count, rows, cols] = [dims[0], dims[1], dims[2]].map(to_usize);
+    let &[count, rows, cols] = dims.as_slice() else {
+        return Err(IdxError::WrongDims {
+            path: origin.to_path_buf(),
+            dims,
+            reason: "images need three dims",
+        });
+    };
+    let [count, rows, cols] = [count, rows, cols].map(to_usize);
     if rows == 0 || cols == 0 {
         return Err(IdxError::WrongDims {
             path: origin.to_path_buf(),
@@ -242,8 +294,12 @@ fn read_be_u32(bytes: &[u8], offset: usize) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
+    use std::format;
     use std::io::Write;
+    use std::string::ToString;
+    use std::vec::Vec;
 
     use flate2::Compression;
     use flate2::write::GzEncoder;
@@ -387,6 +443,22 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn recognises_idx_and_gzip_but_not_images() {
+        assert!(looks_like_idx(&images_file(1, 1, 1)));
+        assert!(looks_like_idx(&labels_file(&[1])));
+        assert!(looks_like_idx(&gzip(b"anything")));
+        for image in [
+            &b"\x89PNG\r\n\x1a\n"[..],
+            b"\xff\xd8\xff\xe0",
+            b"BM",
+            b"P5\n",
+            b"",
+        ] {
+            assert!(!looks_like_idx(image), "{image:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! Pieces of the `flowgate-edge` command line that are worth testing on their own (`std`
+//! only).
+
+pub mod report;

@@ -1,0 +1,237 @@
+//! From a trained flow to the model format: batch-norm folded into per-channel affine maps,
+//! burn's layouts turned into the format's, the coupling networks laid out over slots.
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::prelude::*;
+use flowgate_shared::{
+    ActNorm as ActNormSpec, ChannelAffine, Conv2d as Conv2dSpec, Coupling, FlowLayer, InputSpec,
+    InvertibleConv1x1 as InvConvSpec, Linear as LinearSpec, Model, NetNode, NetOp, Preprocess,
+    Resize, ScoreKind, Seq, Tensor as TensorSpec, Threshold,
+};
+
+use crate::flows::st_net::StNet;
+use crate::flows::{FlowModel, Step};
+
+/// Export failures (all mean a bug or a model the format cannot hold).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A tensor could not be read back from the backend.
+    #[error("cannot read a tensor from the backend: {0}")]
+    Read(String),
+    /// A tensor's values do not fit its declared shape.
+    #[error("tensor of shape {0:?} does not match its values")]
+    Shape(Vec<usize>),
+    /// The format refused the model.
+    #[error("the model format refused the model: {0}")]
+    Format(#[from] flowgate_shared::Error),
+}
+
+/// The model's values as f32, in burn's row-major order.
+pub fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ExportError> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| ExportError::Read(format!("{error:?}")))
+}
+
+fn spec_tensor<const D: usize>(tensor: Tensor<D>) -> Result<TensorSpec<'static>, ExportError> {
+    let dims: Vec<usize> = tensor.dims().to_vec();
+    let data = values(tensor)?;
+    spec_from_values(&dims, &data)
+}
+
+fn spec_from_values(dims: &[usize], data: &[f32]) -> Result<TensorSpec<'static>, ExportError> {
+    let shape: Vec<u32> = dims.iter().map(|&d| d as u32).collect();
+    TensorSpec::from_f32(&shape, data).ok_or_else(|| ExportError::Shape(dims.to_vec()))
+}
+
+/// Batch-norm in evaluation mode as `x * scale + shift`, times `factor`.
+fn fold_batch_norm(norm: &BatchNorm, factor: f32) -> Result<NetOp<'static>, ExportError> {
+    let gamma = values(norm.gamma.val())?;
+    let beta = values(norm.beta.val())?;
+    let mean = values(norm.running_mean.value())?;
+    let var = values(norm.running_var.value())?;
+    let epsilon = norm.epsilon as f32;
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| factor * g / (v + epsilon).sqrt())
+        .collect();
+    let shift: Vec<f32> = beta
+        .iter()
+        .zip(&mean)
+        .zip(&scale)
+        .map(|((b, m), s)| factor * b - m * s)
+        .collect();
+    Ok(NetOp::ChannelAffine(ChannelAffine {
+        scale: spec_from_values(&[scale.len()], &scale)?,
+        shift: spec_from_values(&[shift.len()], &shift)?,
+    }))
+}
+
+fn conv(conv: &Conv2d) -> Result<NetOp<'static>, ExportError> {
+    let weight = conv.weight.val();
+    let [out, _, kh, _] = weight.dims();
+    let bias = match &conv.bias {
+        Some(bias) => spec_tensor(bias.val())?,
+        None => spec_from_values(&[out], &vec![0.0; out])?,
+    };
+    let padding = kh / 2;
+    Ok(NetOp::Conv2d(Conv2dSpec {
+        weight: spec_tensor(weight)?,
+        bias,
+        stride: conv.stride[0] as u8,
+        padding: padding as u8,
+    }))
+}
+
+/// burn stores linear weights as `[in, out]`; the format as `[out, in]`.
+fn linear(linear: &Linear) -> Result<NetOp<'static>, ExportError> {
+    let weight = linear.weight.val().transpose();
+    let [out, _] = weight.dims();
+    let bias = match &linear.bias {
+        Some(bias) => spec_tensor(bias.val())?,
+        None => spec_from_values(&[out], &vec![0.0; out])?,
+    };
+    Ok(NetOp::Linear(LinearSpec {
+        weight: spec_tensor(weight)?,
+        bias,
+    }))
+}
+
+fn node(op: NetOp<'static>, input: u8, output: u8) -> NetNode<'static> {
+    NetNode { op, input, output }
+}
+
+/// Slots of the exported ResNet: the input, its normalised copy, the concatenation, the
+/// running activation, the skip sum and two temporaries.
+mod slot {
+    pub const INPUT: u8 = 0;
+    pub const NORMED: u8 = 1;
+    pub const CONCAT: u8 = 2;
+    pub const X: u8 = 3;
+    pub const SKIP: u8 = 4;
+    pub const TEMP_A: u8 = 5;
+    pub const TEMP_B: u8 = 6;
+}
+
+/// The s/t network as format nodes (see [`slot`]).
+pub fn export_st_net(net: &StNet) -> Result<Vec<NetNode<'static>>, ExportError> {
+    use slot::*;
+    let double = if net.spec.double_after_norm { 2.0 } else { 1.0 };
+    let mut nodes = vec![
+        node(fold_batch_norm(&net.in_norm, double)?, INPUT, NORMED),
+        node(NetOp::ConcatNegated, NORMED, CONCAT),
+        node(NetOp::Relu, CONCAT, CONCAT),
+        node(conv(&net.in_conv)?, CONCAT, X),
+    ];
+    if let Some(in_skip) = net.skips.first() {
+        nodes.push(node(conv(in_skip)?, X, SKIP));
+    }
+    let spatial = NetOp::Reshape {
+        channels: net.spec.mid_channels as u32,
+        height: net.spec.height as u32,
+        width: net.spec.width as u32,
+    };
+    for (index, block) in net.blocks.iter().enumerate() {
+        nodes.extend([
+            node(fold_batch_norm(&block.in_norm, 1.0)?, X, TEMP_A),
+            node(NetOp::Relu, TEMP_A, TEMP_A),
+            node(conv(&block.in_conv)?, TEMP_A, TEMP_B),
+            node(fold_batch_norm(&block.out_norm, 1.0)?, TEMP_B, TEMP_B),
+            node(NetOp::Relu, TEMP_B, TEMP_B),
+            node(conv(&block.out_conv)?, TEMP_B, TEMP_A),
+            node(NetOp::Add { other: X }, TEMP_A, X),
+        ]);
+        if let Some(skip) = net.skips.get(index + 1) {
+            nodes.push(node(conv(skip)?, X, TEMP_A));
+            nodes.push(node(NetOp::Add { other: TEMP_A }, SKIP, SKIP));
+        }
+        if let Some(bottleneck) = &net.bottleneck
+            && index == net.bottleneck_after()
+        {
+            nodes.push(node(linear(&bottleneck.encode)?, X, TEMP_A));
+            nodes.push(node(linear(&bottleneck.decode)?, TEMP_A, TEMP_B));
+            nodes.push(node(spatial.clone(), TEMP_B, X));
+        }
+    }
+    let last = if net.skips.is_empty() { X } else { SKIP };
+    nodes.extend([
+        node(fold_batch_norm(&net.out_norm, 1.0)?, last, TEMP_A),
+        node(NetOp::Relu, TEMP_A, TEMP_A),
+        node(conv(&net.out_conv)?, TEMP_A, TEMP_B),
+    ]);
+    Ok(nodes)
+}
+
+/// What to record in the exported model besides the flow.
+#[derive(Debug, Clone, Default)]
+pub struct ExportInfo<'a> {
+    /// Short identifier.
+    pub name: &'a str,
+    /// How it was made.
+    pub provenance: &'a str,
+    /// Calibrated threshold, if any.
+    pub threshold: Option<Threshold>,
+    /// Resize policy for frames of another size.
+    pub resize: Option<Resize>,
+}
+
+/// The flow as a format model. Call on the evaluation-mode model (`model.valid()`), so
+/// batch-norms use their running statistics.
+pub fn to_model<'a>(model: &FlowModel, info: &ExportInfo<'a>) -> Result<Model<'a>, ExportError> {
+    let mut layers = Vec::new();
+    for step in &model.steps {
+        let layer = match *step {
+            Step::Coupling(i) => {
+                let coupling = &model.couplings[i];
+                FlowLayer::Coupling(Coupling {
+                    mask: coupling.mask,
+                    net: Seq::from_vec(export_st_net(&coupling.net)?),
+                    scale: spec_tensor(coupling.scale.val())?,
+                })
+            }
+            Step::Squeeze => FlowLayer::Squeeze,
+            Step::ActNorm(i) => FlowLayer::ActNorm(ActNormSpec {
+                bias: spec_tensor(model.actnorms[i].bias.val())?,
+                log_scale: spec_tensor(model.actnorms[i].log_scale.val())?,
+            }),
+            Step::InvConv(i) => {
+                let conv = &model.inv_convs[i];
+                let log_abs_det = values(conv.log_abs_det())?.first().copied().unwrap_or(0.0);
+                FlowLayer::InvertibleConv1x1(InvConvSpec {
+                    weight: spec_tensor(conv.weight())?,
+                    log_abs_det,
+                })
+            }
+            Step::FactorOut(keep) => FlowLayer::FactorOut {
+                keep_channels: keep as u32,
+            },
+        };
+        layers.push(layer);
+    }
+    let config = &model.config;
+    Ok(Model {
+        name: info.name,
+        provenance: info.provenance,
+        input: InputSpec {
+            channels: config.channels as u32,
+            height: config.height as u32,
+            width: config.width as u32,
+            preprocess: Preprocess::Logit {
+                alpha: config.alpha as f32,
+            },
+            resize: info.resize.unwrap_or(Resize::AreaAverage),
+        },
+        flow: Seq::from_vec(layers),
+        score: ScoreKind::BitsPerDim,
+        threshold: info.threshold.clone(),
+    })
+}
+
+/// [`to_model`], validated and encoded as a model file.
+pub fn to_file_bytes(model: &FlowModel, info: &ExportInfo<'_>) -> Result<Vec<u8>, ExportError> {
+    Ok(flowgate_shared::encode(&to_model(model, info)?)?)
+}

@@ -1,0 +1,338 @@
+//! Normalizing flows in burn, layer for layer the ones the model format describes.
+
+pub mod coupling;
+pub mod glow;
+pub mod preprocess;
+pub mod st_net;
+
+use burn::prelude::*;
+
+/// The device type, re-exported for crates that drive the trainer without naming burn.
+pub use burn::prelude::Device;
+use flowgate_shared::{Mask, Quadrant};
+use serde::{Deserialize, Serialize};
+
+use coupling::CouplingLayer;
+use glow::{ActNorm, InvertibleConv1x1};
+use preprocess::{levels_to_flow_input, standard_normal_log_density};
+use st_net::{StNet, StNetSpec};
+
+/// The flow architectures the trainer builds (the paper's, section by section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Architecture {
+    /// Multi-scale RealNVP: per scale 3 checkerboard couplings, squeeze, 3 channel-wise
+    /// couplings, factor out half; the last scale has 4 checkerboard couplings.
+    RealNvp {
+        /// Scales.
+        scales: usize,
+    },
+    /// The paper's cycle-mask flow: `couplings` full-resolution couplings, coupling k reads
+    /// quadrant k mod 4 and changes quadrant k + 1 mod 4.
+    CycleMask {
+        /// Couplings (the paper uses 8).
+        couplings: usize,
+    },
+    /// Full-resolution couplings alternating top/bottom halves.
+    Horizontal {
+        /// Couplings.
+        couplings: usize,
+    },
+    /// Glow: per scale squeeze, `steps` x (actnorm, 1x1 conv, channel-wise coupling), then
+    /// factor out half (except after the last scale).
+    Glow {
+        /// Scales.
+        scales: usize,
+        /// Steps per scale.
+        steps: usize,
+    },
+}
+
+/// The s/t networks' size, shared by every coupling of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StNetConfig {
+    /// Hidden channels at the first scale (doubled per scale for RealNVP without a
+    /// bottleneck, as in the paper).
+    pub channels: usize,
+    /// Residual blocks.
+    pub blocks: usize,
+    /// Bottleneck latent size (the paper's `resnet_ae`); omit for the plain ResNet.
+    #[serde(default)]
+    pub bottleneck: Option<usize>,
+}
+
+/// The whole model's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Input channels (1 gray, 3 RGB).
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// The logit preprocessing's alpha (the paper: 0.05).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// The layers.
+    pub architecture: Architecture,
+    /// The coupling networks.
+    pub st_net: StNetConfig,
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+
+/// One step of the flow; parameterised steps index into the model's layer lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `couplings[i]`.
+    Coupling(usize),
+    /// Squeeze 2x2.
+    Squeeze,
+    /// `actnorms[i]`.
+    ActNorm(usize),
+    /// `inv_convs[i]`.
+    InvConv(usize),
+    /// Keep the first `keep` channels.
+    FactorOut(usize),
+}
+
+/// A flow ready to train or evaluate.
+#[derive(Module, Debug)]
+pub struct FlowModel {
+    pub couplings: Vec<CouplingLayer>,
+    pub actnorms: Vec<ActNorm>,
+    pub inv_convs: Vec<InvertibleConv1x1>,
+    #[module(skip)]
+    pub steps: Vec<Step>,
+    #[module(skip)]
+    pub config: FlowConfig,
+}
+
+/// Errors in a flow's shape.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FlowConfigError {
+    /// A dimension does not divide as the architecture needs.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// Builds the flow's layers while tracking the activation shape.
+struct Builder<'d> {
+    device: &'d Device,
+    st: StNetConfig,
+    shape: (usize, usize, usize),
+    model: FlowModel,
+}
+
+impl Builder<'_> {
+    fn coupling(&mut self, mask: Mask, mid_channels: usize) {
+        let (c, h, w) = self.shape;
+        let in_channels = if matches!(mask, Mask::ChannelWise { .. }) {
+            c / 2
+        } else {
+            c
+        };
+        let spec = StNetSpec {
+            in_channels,
+            mid_channels,
+            blocks: self.st.blocks,
+            height: h,
+            width: w,
+            bottleneck: self.st.bottleneck,
+            double_after_norm: matches!(mask, Mask::Checkerboard { .. }),
+        };
+        let net = StNet::new(spec, self.device);
+        self.model
+            .steps
+            .push(Step::Coupling(self.model.couplings.len()));
+        self.model
+            .couplings
+            .push(CouplingLayer::new(mask, net, in_channels, self.device));
+    }
+
+    fn squeeze(&mut self) -> Result<(), FlowConfigError> {
+        let (c, h, w) = self.shape;
+        if h % 2 != 0 || w % 2 != 0 {
+            return Err(FlowConfigError::Shape(format!(
+                "squeeze needs even height and width, the activation is {c}x{h}x{w}"
+            )));
+        }
+        self.shape = (4 * c, h / 2, w / 2);
+        self.model.steps.push(Step::Squeeze);
+        Ok(())
+    }
+
+    fn factor_out(&mut self) {
+        let (c, h, w) = self.shape;
+        self.shape = (c / 2, h, w);
+        self.model.steps.push(Step::FactorOut(c / 2));
+    }
+
+    fn glow_step(&mut self, reverse: bool, mid: usize) {
+        let channels = self.shape.0;
+        self.model
+            .steps
+            .push(Step::ActNorm(self.model.actnorms.len()));
+        self.model
+            .actnorms
+            .push(ActNorm::new(channels, self.device));
+        self.model
+            .steps
+            .push(Step::InvConv(self.model.inv_convs.len()));
+        self.model
+            .inv_convs
+            .push(InvertibleConv1x1::new(channels, self.device));
+        self.coupling(Mask::ChannelWise { reverse }, mid);
+    }
+}
+
+impl FlowModel {
+    /// Builds the flow `config` describes, with fresh parameters from `device`'s RNG.
+    pub fn new(config: &FlowConfig, device: &Device) -> Result<Self, FlowConfigError> {
+        let st = config.st_net;
+        if st.bottleneck.is_some() && st.blocks == 0 {
+            return Err(FlowConfigError::Shape(
+                "a bottleneck sits between residual blocks: blocks must be at least 1".into(),
+            ));
+        }
+        let mut builder = Builder {
+            device,
+            st,
+            shape: (config.channels, config.height, config.width),
+            model: FlowModel {
+                couplings: Vec::new(),
+                actnorms: Vec::new(),
+                inv_convs: Vec::new(),
+                steps: Vec::new(),
+                config: config.clone(),
+            },
+        };
+        let mut mid = st.channels;
+        match config.architecture {
+            Architecture::RealNvp { scales } => {
+                for scale in 0..scales {
+                    for reverse in [false, true, false] {
+                        builder.coupling(Mask::Checkerboard { reverse }, mid);
+                    }
+                    if scale + 1 == scales {
+                        builder.coupling(Mask::Checkerboard { reverse: true }, mid);
+                    } else {
+                        builder.squeeze()?;
+                        if st.bottleneck.is_none() {
+                            mid *= 2;
+                        }
+                        for reverse in [false, true, false] {
+                            builder.coupling(Mask::ChannelWise { reverse }, mid);
+                        }
+                        builder.factor_out();
+                    }
+                }
+            }
+            Architecture::CycleMask { couplings } => {
+                for k in 0..couplings {
+                    let read = Quadrant::from_index(k as u8);
+                    let write = Quadrant::from_index(k as u8 + 1);
+                    builder.coupling(Mask::Quadrant { read, write }, mid);
+                }
+            }
+            Architecture::Horizontal { couplings } => {
+                for k in 0..couplings {
+                    builder.coupling(
+                        Mask::Horizontal {
+                            reverse: k % 2 == 1,
+                        },
+                        mid,
+                    );
+                }
+            }
+            Architecture::Glow { scales, steps } => {
+                for scale in 0..scales {
+                    builder.squeeze()?;
+                    for step in 0..steps {
+                        builder.glow_step(step % 2 == 1, mid);
+                    }
+                    if scale + 1 < scales {
+                        builder.factor_out();
+                    }
+                }
+            }
+        }
+        Ok(builder.model)
+    }
+
+    /// Log-likelihood in nats of each image of `levels` (`[B, C, H, W]`, 0..=255), with
+    /// uniform dequantisation noise when `dequantize` (training) or the bin centre otherwise.
+    pub fn log_likelihood(&self, levels: Tensor<4>, dequantize: bool) -> Tensor<1> {
+        let (y, log_det) = levels_to_flow_input(levels, self.config.alpha, dequantize);
+        self.log_density(y) + log_det
+    }
+
+    /// `ln p(y)` of the flow's input `y`: prior terms of everything leaving the flow plus the
+    /// layers' log-determinants.
+    pub fn log_density(&self, y: Tensor<4>) -> Tensor<1> {
+        let (z, mut total) = self.forward_to_latent(y);
+        for part in z {
+            total = total + standard_normal_log_density(part);
+        }
+        total
+    }
+
+    /// Runs every step; returns the parts that left the flow (factored-out channels, then
+    /// the final activation) and the summed log-determinant.
+    pub fn forward_to_latent(&self, y: Tensor<4>) -> (Vec<Tensor<4>>, Tensor<1>) {
+        let batch = y.dims()[0];
+        let mut x = y;
+        let mut log_det = Tensor::zeros([batch], &x.device());
+        let mut latent = Vec::new();
+        for step in &self.steps {
+            match *step {
+                Step::Coupling(i) => {
+                    let (out, ld) = self.couplings[i].forward(x);
+                    x = out;
+                    log_det = log_det + ld;
+                }
+                Step::ActNorm(i) => {
+                    let (out, ld) = self.actnorms[i].forward(x);
+                    x = out;
+                    log_det = log_det + ld;
+                }
+                Step::InvConv(i) => {
+                    let (out, ld) = self.inv_convs[i].forward(x);
+                    x = out;
+                    log_det = log_det + ld;
+                }
+                Step::Squeeze => x = squeeze(x),
+                Step::FactorOut(keep) => {
+                    let channels = x.dims()[1];
+                    latent.push(x.clone().narrow(1, keep, channels - keep));
+                    x = x.narrow(1, 0, keep);
+                }
+            }
+        }
+        latent.push(x);
+        (latent, log_det)
+    }
+
+    /// The same flow for evaluation: plain (non-autodiff) tensors, batch-norms on their
+    /// running statistics. Export and scoring use this.
+    pub fn for_inference(&self) -> Self {
+        self.valid()
+    }
+
+    /// Parameters (learned scalars).
+    pub fn parameter_count(&self) -> usize {
+        self.num_params()
+    }
+}
+
+/// The paper's squeeze: `[B, C, H, W] -> [B, 4C, H/2, W/2]`, output channel `4c + 2dy + dx`.
+pub fn squeeze(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h / 2, 2, w / 2, 2])
+        .permute([0, 1, 3, 5, 2, 4])
+        .reshape([b, c * 4, h / 2, w / 2])
+}

@@ -1,0 +1,153 @@
+//! The coupling layers' s/t networks: the paper's ResNet (`resnet`), optionally with a
+//! low-dimensional bottleneck halfway through the blocks (`resnet_ae`).
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// Shape and size of an s/t network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StNetSpec {
+    /// Channels the network reads.
+    pub in_channels: usize,
+    /// Width of the hidden layers.
+    pub mid_channels: usize,
+    /// Residual blocks.
+    pub blocks: usize,
+    /// Spatial size of the activations (needed by the bottleneck's linear maps).
+    pub height: usize,
+    /// Spatial size of the activations.
+    pub width: usize,
+    /// Bottleneck latent size (the paper's `resnet_ae`), or `None` for the plain ResNet with
+    /// skip sums.
+    pub bottleneck: Option<usize>,
+    /// Doubles the input after its batch-norm (the paper does so for checkerboard masks,
+    /// whose input is half zeros).
+    pub double_after_norm: bool,
+}
+
+/// A conv with padding `kernel / 2` (same size for odd kernels).
+fn conv(channels: [usize; 2], kernel: usize, zero: bool, device: &Device) -> Conv2d {
+    let pad = kernel / 2;
+    let mut config = Conv2dConfig::new(channels, [kernel, kernel])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad));
+    if zero {
+        config = config.with_initializer(Initializer::Zeros);
+    }
+    config.init(device)
+}
+
+/// BN, ReLU, conv3x3, BN, ReLU, conv3x3, plus the input.
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    pub in_norm: BatchNorm,
+    pub in_conv: Conv2d,
+    pub out_norm: BatchNorm,
+    pub out_conv: Conv2d,
+}
+
+impl ResidualBlock {
+    fn new(channels: usize, device: &Device) -> Self {
+        ResidualBlock {
+            in_norm: BatchNormConfig::new(channels).init(device),
+            in_conv: conv([channels, channels], 3, false, device),
+            out_norm: BatchNormConfig::new(channels).init(device),
+            out_conv: conv([channels, channels], 3, false, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = self.in_conv.forward(relu(self.in_norm.forward(x.clone())));
+        self.out_conv.forward(relu(self.out_norm.forward(h))) + x
+    }
+}
+
+/// The two linear maps of the bottleneck: flatten -> latent -> flatten.
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    pub encode: Linear,
+    pub decode: Linear,
+}
+
+/// The paper's ResNet s/t network.
+#[derive(Module, Debug)]
+pub struct StNet {
+    pub in_norm: BatchNorm,
+    pub in_conv: Conv2d,
+    pub blocks: Vec<ResidualBlock>,
+    /// Skip sums (1x1 convs): `in_skip` then one per block; empty with a bottleneck.
+    pub skips: Vec<Conv2d>,
+    pub bottleneck: Option<Bottleneck>,
+    pub out_norm: BatchNorm,
+    pub out_conv: Conv2d,
+    #[module(skip)]
+    pub spec: StNetSpec,
+}
+
+impl StNet {
+    /// A network reading `spec.in_channels` channels and writing `2 * in_channels` (s, t),
+    /// whose last layer starts at zero so the coupling starts as the identity.
+    pub fn new(spec: StNetSpec, device: &Device) -> Self {
+        let mid = spec.mid_channels;
+        let skips = if spec.bottleneck.is_none() {
+            (0..=spec.blocks)
+                .map(|_| conv([mid, mid], 1, false, device))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let bottleneck = spec.bottleneck.map(|latent| {
+            let flat = mid * spec.height * spec.width;
+            Bottleneck {
+                encode: LinearConfig::new(flat, latent).init(device),
+                decode: LinearConfig::new(latent, flat).init(device),
+            }
+        });
+        StNet {
+            in_norm: BatchNormConfig::new(spec.in_channels).init(device),
+            in_conv: conv([2 * spec.in_channels, mid], 3, false, device),
+            blocks: (0..spec.blocks)
+                .map(|_| ResidualBlock::new(mid, device))
+                .collect(),
+            skips,
+            bottleneck,
+            out_norm: BatchNormConfig::new(mid).init(device),
+            out_conv: conv([mid, 2 * spec.in_channels], 1, true, device),
+            spec,
+        }
+    }
+
+    /// The block after which the bottleneck sits (the paper's `num_blocks // 2 - 1`, at
+    /// least the first block).
+    pub fn bottleneck_after(&self) -> usize {
+        (self.spec.blocks / 2).max(1) - 1
+    }
+
+    /// `[B, C, H, W] -> [B, 2C, H, W]`: `s_raw` channels first, then `t`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.in_norm.forward(x);
+        if self.spec.double_after_norm {
+            x = x * 2.0;
+        }
+        let x = relu(Tensor::cat(vec![x.clone(), x.neg()], 1));
+        let mut x = self.in_conv.forward(x);
+        let mut skip = self.skips.first().map(|conv| conv.forward(x.clone()));
+        for (index, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if let (Some(sum), Some(conv)) = (skip.as_mut(), self.skips.get(index + 1)) {
+                *sum = sum.clone() + conv.forward(x.clone());
+            }
+            if let Some(bottleneck) = &self.bottleneck
+                && index == self.bottleneck_after()
+            {
+                let [b, c, h, w] = x.dims();
+                let flat = x.reshape([b, c * h * w]);
+                let code = bottleneck.encode.forward(flat);
+                x = bottleneck.decode.forward(code).reshape([b, c, h, w]);
+            }
+        }
+        let x = skip.unwrap_or(x);
+        self.out_conv.forward(relu(self.out_norm.forward(x)))
+    }
+}
