@@ -94,6 +94,8 @@ impl fmt::Display for FrameError {
 
 impl core::error::Error for Error {}
 
+impl core::error::Error for FrameError {}
+
 impl From<flowgate_shared::Error> for Error {
     fn from(error: flowgate_shared::Error) -> Self {
         Error::Model(error)

@@ -37,6 +37,51 @@ pub enum Command {
     Score(ScoreArgs),
     /// Export a trained run as a model file (*.fgm) for the edge gate.
     Export(ExportArgs),
+    /// OOD evaluation: mean bits/dim, AUROC, AUPR and FPR at 95% TPR of each OOD set
+    /// against the in-distribution set (in-distribution = positive class), as a table and
+    /// JSON, with optional plots.
+    Eval(EvalArgs),
+    /// Set the decision threshold at a target false-reject rate on the run's held-out
+    /// in-distribution images, and re-export the model with it.
+    Calibrate(CalibrateArgs),
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run folder written by `train` (scored by burn) or a model file *.fgm (scored by the
+    /// edge runtime; the parity test holds the two within 1e-4 bits/dim).
+    #[arg(long, value_name = "RUN|FILE")]
+    pub model: PathBuf,
+    /// In-distribution test images (idx file, gz or plain).
+    #[arg(long, value_name = "PATH")]
+    pub in_dist: PathBuf,
+    /// OOD test images (idx); repeat for several sets.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub ood: Vec<PathBuf>,
+    /// Score only the first N images of each set.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write bits/dim histograms and ROC curves (PNG) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+}
+
+/// Arguments of `calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// A run folder written by `train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Target false-reject rate on normal data.
+    #[arg(long, default_value_t = 0.01)]
+    pub rate: f64,
+    /// The data dir [default: $FLOWGATE_DATA_DIR, else data/ in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Arguments of `train`.
@@ -112,6 +157,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => commands::train(args),
         Command::Score(args) => commands::score(args),
         Command::Export(args) => commands::export(args),
+        Command::Eval(args) => commands::eval(args),
+        Command::Calibrate(args) => commands::calibrate(args),
         Command::Data(DataCommand::Summary(args)) => {
             let dir = args.data_dir.unwrap_or_else(data::default_data_dir);
             let summary = data::summary(&dir)
