@@ -25,3 +25,9 @@ cargo build --release -p flowgate-edge --no-default-features --target thumbv7em-
 
 step "Tests"
 cargo test --workspace --release
+
+step "C ABI: gate.c against libflowgate_gate, verdicts = the Rust gate's"
+bash scripts/capi.sh
+
+step "ARM cross builds under qemu (aarch64, armv7) vs x86; no_std core for thumbv7em"
+bash scripts/cross.sh

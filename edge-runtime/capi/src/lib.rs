@@ -1,1 +1,356 @@
-//! C ABI of the flowgate gate.
+//! C ABI of the flowgate gate: load a model, score camera frames, read the verdict.
+//!
+//! ```c
+//! #include "flowgate.h"
+//!
+//! fg_gate *gate;
+//! fg_status status = fg_gate_new(model_bytes, model_len, &gate); /* borrows model_bytes */
+//! if (status != FG_STATUS_OK) { fprintf(stderr, "%s\n", fg_status_message(status)); ... }
+//! float *scratch = malloc(fg_gate_scratch_len(gate) * sizeof(float));
+//! fg_verdict verdict;
+//! status = fg_gate_score(gate, pixels, 640, 480, 640, FG_PIXEL_FORMAT_GRAY8,
+//!                        scratch, fg_gate_scratch_len(gate), &verdict);
+//! if (status == FG_STATUS_OK && verdict.decision == 1) { /* hold the frame back */ }
+//! free(scratch);
+//! fg_gate_free(gate);
+//! free(model_bytes); /* only now: the gate borrowed them */
+//! ```
+//!
+//! The header `include/flowgate.h` is generated from this file by cbindgen; the test
+//! `tests/header.rs` fails when it is out of date and rewrites it when run with
+//! `FLOWGATE_BLESS=1`.
+//!
+//! Every function checks its pointers for NULL, returns a status instead of failing, and
+//! never lets a panic cross the boundary (each body runs under `catch_unwind`; a panic, which
+//! would be a bug, becomes [`fg_status::Internal`]). Scoring allocates nothing: it works in
+//! the caller's scratch. One gate may score from several threads at once, each thread with
+//! its own scratch.
+
+use core::ffi::CStr;
+use core::ffi::c_char;
+use core::panic::AssertUnwindSafe;
+use core::ptr;
+use std::panic::catch_unwind;
+
+use flowgate_edge::{Decision, Error, Frame, FrameError, Gate, PixelFormat, Verdict};
+
+/// What a call did: `FG_STATUS_OK`, or why it failed.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum fg_status {
+    /// Success.
+    Ok = 0,
+    /// A pointer argument is NULL.
+    NullPointer = 1,
+    /// Not a flowgate model: too short, bad magic bytes, a length mismatch (truncated or
+    /// padded file), or a malformed payload.
+    BadModel = 2,
+    /// The model's checksum does not match its payload: the file is corrupted.
+    ModelChecksum = 3,
+    /// The model was written in a format version this build does not read.
+    ModelVersion = 4,
+    /// The model decodes but breaks a rule the gate relies on (shapes, values, sizes).
+    ModelInvalid = 5,
+    /// The scratch buffer holds fewer than `fg_gate_scratch_len` floats.
+    ScratchTooSmall = 6,
+    /// The frame's width, height, stride or format is unusable (zero size, stride shorter
+    /// than a row, odd YUYV width, a size that overflows).
+    BadFrame = 7,
+    /// The frame's size differs from the model's input and the model does not resize.
+    SizeMismatch = 8,
+    /// An argument is out of range: a length above `PTRDIFF_MAX` bytes or a misaligned
+    /// pointer.
+    InvalidArgument = 9,
+    /// A bug in flowgate (the model disagreed with itself, or a panic was caught).
+    Internal = 10,
+}
+
+/// How pixels are laid out in a frame buffer.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum fg_pixel_format {
+    /// One byte of luma per pixel.
+    Gray8 = 0,
+    /// Three bytes per pixel: red, green, blue.
+    Rgb8 = 1,
+    /// Three bytes per pixel: blue, green, red (OpenCV's order).
+    Bgr8 = 2,
+    /// Packed 4:2:2, `Y0 U Y1 V` per two pixels (even width); the gate reads the luma.
+    Yuyv = 3,
+    /// Planar 4:2:0 with the luma plane first; the gate reads only the luma plane, so the
+    /// buffer need not hold the chroma plane.
+    Nv12 = 4,
+}
+
+/// The gate's judgement of one frame.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct fg_verdict {
+    /// Log-likelihood of the (resized, discrete) frame, in nats.
+    pub log_likelihood: f64,
+    /// `-log_likelihood / (D ln 2)`, D the model's input dimensions.
+    pub bits_per_dim: f64,
+    /// Higher = more anomalous (today: bits per dimension).
+    pub ood_score: f64,
+    /// -1: no decision (the model has no calibrated threshold); 0: accept (pass the frame
+    /// on); 1: reject (out of distribution: hold it back).
+    pub decision: i32,
+}
+
+/// A loaded model, ready to score frames. Opaque to C: create it with `fg_gate_new`, release
+/// it with `fg_gate_free`.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct fg_gate {
+    gate: Gate<'static>,
+}
+
+/// Loads a model: checks its framing and checksum, decodes and validates it.
+///
+/// The gate borrows `model` (zero copy): the caller must keep those `len` bytes alive and
+/// unchanged until `fg_gate_free`. On success `*out` is the new gate; on failure `*out` is
+/// NULL (when `out` itself is not NULL) and the status says why.
+///
+/// # Safety
+///
+/// `model` must point to `len` readable bytes that stay valid and unmodified until the gate
+/// is freed; `out` must be NULL or point to writable storage for one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fg_gate_new(
+    model: *const u8,
+    len: usize,
+    out: *mut *mut fg_gate,
+) -> fg_status {
+    guard(|| {
+        if out.is_null() {
+            return fg_status::NullPointer;
+        }
+        if !out.is_aligned() {
+            return fg_status::InvalidArgument;
+        }
+        // SAFETY: `out` is non-null and aligned, and the caller guarantees it is writable.
+        unsafe { out.write(ptr::null_mut()) };
+        if model.is_null() {
+            return fg_status::NullPointer;
+        }
+        if len > isize::MAX as usize {
+            return fg_status::InvalidArgument;
+        }
+        // SAFETY: the caller guarantees `len` readable bytes at `model` that outlive the gate
+        // (until `fg_gate_free`, which drops the gate and so every borrow of them).
+        let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(model, len) };
+        match Gate::new(bytes) {
+            Ok(gate) => {
+                let handle = Box::into_raw(Box::new(fg_gate { gate }));
+                // SAFETY: as above.
+                unsafe { out.write(handle) };
+                fg_status::Ok
+            }
+            Err(error) => status_of(&error),
+        }
+    })
+}
+
+/// Releases a gate from `fg_gate_new`; NULL is ignored. The model bytes may be freed after.
+///
+/// # Safety
+///
+/// `gate` must be NULL or a gate from `fg_gate_new` not yet freed, not in use by another
+/// thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fg_gate_free(gate: *mut fg_gate) {
+    if gate.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the caller guarantees `gate` came from `Box::into_raw` in `fg_gate_new`
+        // and is freed once.
+        drop(unsafe { Box::from_raw(gate) });
+    }));
+}
+
+/// The number of floats of scratch `fg_gate_score` needs (0 for a NULL gate).
+///
+/// # Safety
+///
+/// `gate` must be NULL or a live gate from `fg_gate_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fg_gate_scratch_len(gate: *const fg_gate) -> usize {
+    // SAFETY: the caller guarantees `gate` is NULL or a live gate.
+    let Some(gate) = (unsafe { gate.as_ref() }) else {
+        return 0;
+    };
+    catch_unwind(AssertUnwindSafe(|| gate.gate.scratch_len())).unwrap_or(0)
+}
+
+/// Scores one frame: resizes it to the model's input (area averaging, unless the model
+/// forbids resizing), converts it (luma, or RGB for a colour model), runs the flow and
+/// compares the OOD score with the model's threshold. Allocates nothing.
+///
+/// The frame is `height` rows of `width` pixels in `format`, row `y` starting at
+/// `pixels + y * stride` (for YUYV a row holds `2 * width` bytes, for RGB8/BGR8
+/// `3 * width`, otherwise `width`; the buffer must hold `stride * (height - 1)` bytes plus
+/// one row). `scratch` holds `scratch_len` floats, at least `fg_gate_scratch_len(gate)`; its
+/// contents on entry do not matter. On success `*out` is the verdict; on failure `*out` is
+/// left unchanged.
+///
+/// # Safety
+///
+/// `gate` must be a live gate; `pixels` must be readable for the frame as described above;
+/// `scratch` must be writable for `scratch_len` floats and overlap neither `pixels` nor
+/// `out`; `out` must point to a writable `fg_verdict`; `format` must be one of the
+/// `fg_pixel_format` values.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn fg_gate_score(
+    gate: *const fg_gate,
+    pixels: *const u8,
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: fg_pixel_format,
+    scratch: *mut f32,
+    scratch_len: usize,
+    out: *mut fg_verdict,
+) -> fg_status {
+    guard(|| {
+        // SAFETY: the caller guarantees `gate` is NULL or a live gate.
+        let Some(gate) = (unsafe { gate.as_ref() }) else {
+            return fg_status::NullPointer;
+        };
+        if pixels.is_null() || scratch.is_null() || out.is_null() {
+            return fg_status::NullPointer;
+        }
+        if !scratch.is_aligned() || !out.is_aligned() {
+            return fg_status::InvalidArgument;
+        }
+        if scratch_len > isize::MAX as usize / size_of::<f32>() {
+            return fg_status::InvalidArgument;
+        }
+        let format = pixel_format(format);
+        let len = match frame_bytes(width, height, stride, format) {
+            Ok(len) => len,
+            Err(error) => return status_of(&Error::Frame(error)),
+        };
+        if len > isize::MAX as usize {
+            return fg_status::InvalidArgument;
+        }
+        // SAFETY: the caller guarantees the frame's `len` bytes are readable.
+        let data = unsafe { core::slice::from_raw_parts(pixels, len) };
+        // SAFETY: the caller guarantees `scratch_len` writable floats that alias nothing else
+        // we use; the pointer is non-null and aligned (checked above).
+        let scratch = unsafe { core::slice::from_raw_parts_mut(scratch, scratch_len) };
+        let frame = match Frame::new(data, width, height, stride, format) {
+            Ok(frame) => frame,
+            Err(error) => return status_of(&Error::Frame(error)),
+        };
+        match gate.gate.score(&frame, scratch) {
+            Ok(verdict) => {
+                // SAFETY: `out` is non-null, aligned, and the caller guarantees it writable.
+                unsafe { out.write(fg_verdict::from(verdict)) };
+                fg_status::Ok
+            }
+            Err(error) => status_of(&error),
+        }
+    })
+}
+
+/// A static, NUL-terminated English description of a status; never NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn fg_status_message(status: fg_status) -> *const c_char {
+    message(status).as_ptr()
+}
+
+/// The text behind [`fg_status_message`].
+pub fn message(status: fg_status) -> &'static CStr {
+    match status {
+        fg_status::Ok => c"ok",
+        fg_status::NullPointer => c"a pointer argument is NULL",
+        fg_status::BadModel => {
+            c"not a flowgate model (too short, bad magic, truncated or malformed file)"
+        }
+        fg_status::ModelChecksum => c"model checksum mismatch (corrupted file)",
+        fg_status::ModelVersion => c"model format version not supported by this build",
+        fg_status::ModelInvalid => c"invalid model (breaks a rule the gate relies on)",
+        fg_status::ScratchTooSmall => c"scratch too small (see fg_gate_scratch_len)",
+        fg_status::BadFrame => {
+            c"bad frame (zero size, stride shorter than a row, odd YUYV width, or overflow)"
+        }
+        fg_status::SizeMismatch => {
+            c"frame size differs from the model's input and the model does not resize"
+        }
+        fg_status::InvalidArgument => c"invalid argument (length too large or misaligned pointer)",
+        fg_status::Internal => c"internal error in flowgate (a bug: please report it)",
+    }
+}
+
+/// The status for a gate error.
+pub fn status_of(error: &Error) -> fg_status {
+    use flowgate_shared::Error as ModelError;
+    match error {
+        Error::Model(ModelError::ChecksumMismatch { .. }) => fg_status::ModelChecksum,
+        Error::Model(ModelError::UnsupportedVersion { .. }) => fg_status::ModelVersion,
+        Error::Model(ModelError::Invalid { .. }) => fg_status::ModelInvalid,
+        Error::Model(_) => fg_status::BadModel,
+        Error::ScratchTooSmall { .. } => fg_status::ScratchTooSmall,
+        Error::Frame(_) => fg_status::BadFrame,
+        Error::SizeMismatch { .. } => fg_status::SizeMismatch,
+        _ => fg_status::Internal,
+    }
+}
+
+/// The runtime's pixel format for a C one.
+pub fn pixel_format(format: fg_pixel_format) -> PixelFormat {
+    match format {
+        fg_pixel_format::Gray8 => PixelFormat::Gray8,
+        fg_pixel_format::Rgb8 => PixelFormat::Rgb8,
+        fg_pixel_format::Bgr8 => PixelFormat::Bgr8,
+        fg_pixel_format::Yuyv => PixelFormat::Yuyv,
+        fg_pixel_format::Nv12 => PixelFormat::Nv12,
+    }
+}
+
+impl From<Verdict> for fg_verdict {
+    fn from(verdict: Verdict) -> Self {
+        fg_verdict {
+            log_likelihood: verdict.log_likelihood,
+            bits_per_dim: verdict.bits_per_dim,
+            ood_score: verdict.ood_score,
+            decision: match verdict.decision {
+                None => -1,
+                Some(Decision::Accept) => 0,
+                Some(Decision::Reject) => 1,
+            },
+        }
+    }
+}
+
+/// The bytes a frame of this geometry spans, with [`Frame::new`]'s own checks: validating an
+/// empty buffer fails on the geometry first, or else reports the length it needs.
+fn frame_bytes(
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: PixelFormat,
+) -> Result<usize, FrameError> {
+    match Frame::new(&[], width, height, stride, format) {
+        Err(FrameError::BufferTooShort { needed, .. }) if needed != usize::MAX => Ok(needed),
+        Err(error) => Err(error),
+        // Unreachable (a frame spans at least one byte); an empty span is still sound.
+        Ok(_) => Ok(0),
+    }
+}
+
+/// Runs an FFI body, turning a panic (a bug) into [`fg_status::Internal`].
+fn guard(body: impl FnOnce() -> fg_status) -> fg_status {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fg_status::Internal)
+}
+
+// One gate scores from several threads at once (each with its own scratch).
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<fg_gate>();
+};
