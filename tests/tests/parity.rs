@@ -57,7 +57,14 @@ fn check_parity(config: TrainConfig) {
         config.name,
         std::process::id()
     ));
-    let (_, model) = training::train(&config, &data::default_data_dir(), &out, false, false)
+    let (_, model) = training::train(
+        &config,
+        &data::default_data_dir(),
+        &out,
+        false,
+        false,
+        training::Compute::Cpu,
+    )
         .expect("training runs");
     let model = model.for_inference();
     let bytes = to_file_bytes(

@@ -28,6 +28,53 @@ pub mod files {
     pub const MODEL: &str = "model.bpk";
 }
 
+/// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compute {
+    /// burn's `flex` CPU backend.
+    #[default]
+    Cpu,
+    /// burn's older `ndarray` CPU backend (feature `ndarray`).
+    Ndarray,
+    /// The first CUDA GPU (feature `cuda`).
+    Cuda,
+}
+
+/// The (non-autodiff) device for `compute`, or why it is not available.
+pub fn device(compute: Compute) -> Result<Device> {
+    match compute {
+        Compute::Cpu => Ok(Device::flex()),
+        Compute::Ndarray => ndarray_device(),
+        Compute::Cuda => cuda_device(),
+    }
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; it stays as a reference.
+fn ndarray_device() -> Result<Device> {
+    Ok(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_device() -> Result<Device> {
+    bail!("this flowgate was built without the `ndarray` feature (cargo build --features ndarray)")
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device> {
+    // Enumerating loads libcuda without panicking; a lazily created CUDA device would panic on
+    // its first operation instead.
+    if Device::enumerate(burn::tensor::DeviceType::Cuda).is_empty() {
+        bail!("no CUDA GPU found (the CUDA driver library could not be loaded or lists no device)");
+    }
+    Ok(Device::cuda(0))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<Device> {
+    bail!("this flowgate was built without the `cuda` feature (cargo build --features cuda)")
+}
+
 /// Images as one flat `u8` buffer plus their shape.
 #[derive(Debug, Clone)]
 pub struct ImageSet {
@@ -224,12 +271,13 @@ pub fn train(
     out_dir: &Path,
     resume: bool,
     progress: bool,
+    compute: Compute,
 ) -> Result<(TrainReport, FlowModel)> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     std::fs::write(out_dir.join(files::CONFIG), config.to_toml())?;
     let (train_set, _) = training_data(config, data_dir)?;
-    let device = Device::flex().autodiff();
+    let device = self::device(compute)?.autodiff();
     let mut model = seeded_model(config, &device)?;
     let mut optim = optimizer(config);
     let mut start = 0;

@@ -102,6 +102,9 @@ pub struct TrainArgs {
     /// Override the config's step count (quick runs).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Where to train: cpu (burn's flex backend), ndarray, or cuda (first GPU).
+    #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
+    pub device: crate::training::Compute,
 }
 
 /// Arguments of `score`.
