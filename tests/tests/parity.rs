@@ -65,7 +65,7 @@ fn check_parity(config: TrainConfig) {
         false,
         training::Compute::Cpu,
     )
-        .expect("training runs");
+    .expect("training runs");
     let model = model.for_inference();
     let bytes = to_file_bytes(
         &model,

@@ -20,7 +20,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
         config.train.steps = steps;
     }
     let data_dir = args.data_dir.unwrap_or_else(data::default_data_dir);
-    let (report, model) = training::train(&config, &data_dir, &args.out, args.resume, true, args.device)?;
+    let (report, model) = training::train(
+        &config,
+        &data_dir,
+        &args.out,
+        args.resume,
+        true,
+        args.device,
+    )?;
     eprintln!(
         "trained {} steps: {:.3} bits/dim (mean of the last steps), {:.0} images/s",
         report.steps_run, report.final_bits_per_dim, report.images_per_second
