@@ -23,6 +23,11 @@ step "no_std builds (no alloc) for a Cortex-M target"
 cargo build --release -p flowgate-shared --no-default-features --target thumbv7em-none-eabihf
 cargo build --release -p flowgate-edge --no-default-features --target thumbv7em-none-eabihf
 
+step "The trainer's cuda feature type-checks (no GPU or network needed)"
+# burn 0.22.1's CUDA stack pulls an LLVM bundler that downloads at build time; DOCS_RS=1 makes
+# it skip the download, which is all a type check needs.
+DOCS_RS=1 cargo check --release -p flowgate-trainer --features cuda
+
 step "Tests"
 cargo test --workspace --release
 

@@ -6,4 +6,5 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod flows;
+pub mod quantize;
 pub mod training;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{CalibrateArgs, EvalArgs, ExportArgs, ScoreArgs, TrainArgs};
+use super::{CalibrateArgs, EvalArgs, ExportArgs, QuantizeArgs, ScoreArgs, TrainArgs};
 use crate::config::TrainConfig;
 use crate::data;
 use crate::export::{ExportInfo, to_file_bytes};
@@ -275,5 +275,56 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         scores.len(),
         exported.display()
     );
+    Ok(())
+}
+
+pub fn quantize(args: QuantizeArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("cannot read {}", args.model.display()))?;
+    let model = flowgate_shared::decode(&bytes)
+        .with_context(|| args.model.display().to_string())?
+        .model;
+    let quantized = crate::quantize::quantize_model(&model)?;
+    let int8_bytes = flowgate_shared::encode(&quantized)?;
+    std::fs::write(&args.out, &int8_bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "{}: {} bytes (f32) -> {}: {} bytes (int8 weights)",
+        args.model.display(),
+        bytes.len(),
+        args.out.display(),
+        int8_bytes.len()
+    );
+    if let (Some(in_dist), Some(ood)) = (&args.in_dist, &args.ood) {
+        use crate::eval::metrics;
+        let mut rows = Vec::new();
+        for path in [&args.model, &args.out] {
+            let in_scores = bits_per_dim(path, in_dist, args.limit)?;
+            let ood_scores = bits_per_dim(path, ood, args.limit)?;
+            let auroc = metrics::auroc(&in_scores, &ood_scores)?;
+            rows.push((in_scores, ood_scores, auroc));
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let worst = rows[0]
+            .0
+            .iter()
+            .zip(&rows[1].0)
+            .chain(rows[0].1.iter().zip(&rows[1].1))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f64, f64::max);
+        println!("weights  in-dist bpd  OOD bpd   AUROC");
+        for (name, (in_scores, ood_scores, auroc)) in ["f32", "int8"].iter().zip(&rows) {
+            println!(
+                "{name:<7} {:>11.4} {:>8.4} {:>7.4}",
+                mean(in_scores),
+                mean(ood_scores),
+                auroc
+            );
+        }
+        println!(
+            "int8 - f32: AUROC {:+.4}, worst |delta bpd| per image {worst:.4}",
+            rows[1].2 - rows[0].2
+        );
+    }
     Ok(())
 }
