@@ -65,27 +65,6 @@ fn coupling(mask: Mask, scale: Tensor<'static>, net: Vec<NetNode<'static>>) -> F
     })
 }
 
-/// Symmetric per-output-channel int8 quantisation of an f32 tensor (the writer's job; here
-/// only so the fixture holds an int8 tensor).
-fn quantize(tensor: &Tensor<'static>) -> Tensor<'static> {
-    let values = tensor.to_f32_vec();
-    let rows = tensor.shape.first().copied().unwrap_or(1) as usize;
-    let per_row = values.len() / rows.max(1);
-    let mut quantized = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(rows);
-    for row in values.chunks(per_row.max(1)) {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        scales.push(scale);
-        quantized.extend(
-            row.iter()
-                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
-        );
-    }
-    Tensor::from_i8(&tensor.shape, &quantized, &scales)
-        .unwrap_or_else(|| unreachable!("lengths follow the shape"))
-}
-
 /// A 1x4x4 model exercising every flow layer, mask kind and network operation.
 pub fn tiny_model() -> Model<'static> {
     let mut values = Values(0x5eed);
@@ -164,7 +143,9 @@ pub fn tiny_model() -> Model<'static> {
     let channel_net = vec![
         node(
             NetOp::Conv2d(Conv2d {
-                weight: quantize(&int8_conv),
+                weight: int8_conv
+                    .quantized_i8()
+                    .unwrap_or_else(|| unreachable!("lengths follow the shape")),
                 bias: values.tensor(&[4], 0.05),
                 stride: 1,
                 padding: 1,

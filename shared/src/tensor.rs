@@ -113,6 +113,24 @@ impl<'a> Tensor<'a> {
 
 #[cfg(feature = "alloc")]
 impl Tensor<'_> {
+    /// Symmetric int8 with one scale per index of the first dimension:
+    /// `scale = max |w| / 127` over that row (1 for an all-zero row), `q = round(w / scale)`.
+    /// Every dequantised value lies within half a step of the original.
+    pub fn quantized_i8(&self) -> Option<Tensor<'static>> {
+        let values = self.to_f32_vec();
+        let rows = self.shape.first().copied().unwrap_or(1).max(1) as usize;
+        let per_row = (values.len() / rows).max(1);
+        let mut quantized = Vec::with_capacity(values.len());
+        let mut scales = Vec::with_capacity(rows);
+        for row in values.chunks(per_row) {
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scales.push(scale);
+            quantized.extend(row.iter().map(|v| round_to_i8(v / scale)));
+        }
+        Tensor::from_i8(&self.shape, &quantized, &scales)
+    }
+
     /// All elements, dequantised, in row-major order.
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let count = self.element_count().unwrap_or(0);
@@ -152,6 +170,18 @@ impl Tensor<'static> {
             },
         })
     }
+}
+
+/// `x` rounded half away from zero and clamped to -127..=127 (no `f32::round` in core).
+#[cfg(feature = "alloc")]
+fn round_to_i8(x: f32) -> i8 {
+    let clamped = x.clamp(-127.0, 127.0);
+    let rounded = if clamped >= 0.0 {
+        clamped + 0.5
+    } else {
+        clamped - 0.5
+    };
+    rounded as i8
 }
 
 /// Number of elements of `shape`, or `None` on overflow.

@@ -20,26 +20,13 @@ pub enum QuantizeError {
     Tensor(Vec<u32>),
 }
 
-/// Symmetric per-output-channel int8 of `tensor` (the first dimension is the output channel;
-/// for transposed convolutions, stored `[in, out, kh, kw]`, that is the input channel, which
-/// is still a valid per-row scale for the format). Already-int8 tensors are kept.
+/// Symmetric per-output-channel int8 of `tensor` ([`Tensor::quantized_i8`]; for transposed
+/// convolutions, stored `[in, out, kh, kw]`, the scale is per input channel, still one per
+/// row of the first dimension as the format defines).
 pub fn quantize_tensor(tensor: &Tensor<'_>) -> Result<Tensor<'static>, QuantizeError> {
-    let shape: Vec<u32> = tensor.shape.to_vec();
-    let values = tensor.to_f32_vec();
-    let rows = shape.first().copied().unwrap_or(1).max(1) as usize;
-    let per_row = (values.len() / rows).max(1);
-    let mut quantized = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(rows);
-    for row in values.chunks(per_row) {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        scales.push(scale);
-        quantized.extend(
-            row.iter()
-                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
-        );
-    }
-    Tensor::from_i8(&shape, &quantized, &scales).ok_or(QuantizeError::Tensor(shape))
+    tensor
+        .quantized_i8()
+        .ok_or_else(|| QuantizeError::Tensor(tensor.shape.to_vec()))
 }
 
 fn owned(tensor: &Tensor<'_>) -> Result<Tensor<'static>, QuantizeError> {
