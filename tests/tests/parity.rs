@@ -143,6 +143,15 @@ fn cycle_mask_with_bottleneck() {
 }
 
 #[test]
+fn cycle_mask_with_autoencoder() {
+    check_parity(config(
+        "cycle-autoencoder",
+        "kind = \"cycle_mask\"\ncouplings = 4",
+        "channels = 4\nblocks = 0\nbottleneck = 4\nkind = \"autoencoder\"",
+    ));
+}
+
+#[test]
 fn horizontal() {
     check_parity(config(
         "horizontal",

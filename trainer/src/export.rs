@@ -1,11 +1,12 @@
 //! From a trained flow to the model format: batch-norm folded into per-channel affine maps,
 //! burn's layouts turned into the format's, the coupling networks laid out over slots.
 
-use burn::nn::conv::Conv2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use flowgate_shared::{
-    ActNorm as ActNormSpec, ChannelAffine, Conv2d as Conv2dSpec, Coupling, FlowLayer, InputSpec,
+    ActNorm as ActNormSpec, ChannelAffine, Conv2d as Conv2dSpec,
+    ConvTranspose2d as ConvTranspose2dSpec, Coupling, FlowLayer, InputSpec,
     InvertibleConv1x1 as InvConvSpec, Linear as LinearSpec, Model, NetNode, NetOp, Preprocess,
     Resize, ScoreKind, Seq, Tensor as TensorSpec, Threshold,
 };
@@ -87,6 +88,22 @@ fn conv(conv: &Conv2d) -> Result<NetOp<'static>, ExportError> {
     }))
 }
 
+fn conv_transpose(conv: &ConvTranspose2d) -> Result<NetOp<'static>, ExportError> {
+    let weight = conv.weight.val();
+    let [_, out, _, _] = weight.dims();
+    let bias = match &conv.bias {
+        Some(bias) => spec_tensor(bias.val())?,
+        None => spec_from_values(&[out], &vec![0.0; out])?,
+    };
+    Ok(NetOp::ConvTranspose2d(ConvTranspose2dSpec {
+        weight: spec_tensor(weight)?,
+        bias,
+        stride: conv.stride[0] as u8,
+        padding: conv.padding[0] as u8,
+        output_padding: conv.padding_out[0] as u8,
+    }))
+}
+
 /// burn stores linear weights as `[in, out]`; the format as `[out, in]`.
 fn linear(linear: &Linear) -> Result<NetOp<'static>, ExportError> {
     let weight = linear.weight.val().transpose();
@@ -127,6 +144,38 @@ pub fn export_st_net(net: &StNet) -> Result<Vec<NetNode<'static>>, ExportError> 
         node(NetOp::Relu, CONCAT, CONCAT),
         node(conv(&net.in_conv)?, CONCAT, X),
     ];
+    if let (Some(autoencoder), Some(bottleneck)) = (&net.autoencoder, &net.bottleneck) {
+        // X and TEMP_A alternate as the activation shrinks and grows back.
+        let mut at = X;
+        let mut other = TEMP_A;
+        let (mut height, mut width) = (net.spec.height as u32, net.spec.width as u32);
+        for down in &autoencoder.down {
+            nodes.push(node(NetOp::Relu, at, at));
+            nodes.push(node(conv(down)?, at, other));
+            std::mem::swap(&mut at, &mut other);
+            (height, width) = (height.div_ceil(2), width.div_ceil(2));
+        }
+        nodes.push(node(NetOp::Relu, at, at));
+        nodes.push(node(linear(&bottleneck.encode)?, at, TEMP_B));
+        nodes.push(node(linear(&bottleneck.decode)?, TEMP_B, SKIP));
+        let reshape = NetOp::Reshape {
+            channels: net.spec.mid_channels as u32,
+            height,
+            width,
+        };
+        nodes.push(node(reshape, SKIP, at));
+        for up in &autoencoder.up {
+            nodes.push(node(NetOp::Relu, at, at));
+            nodes.push(node(conv_transpose(up)?, at, other));
+            std::mem::swap(&mut at, &mut other);
+        }
+        nodes.extend([
+            node(fold_batch_norm(&net.out_norm, 1.0)?, at, other),
+            node(NetOp::Relu, other, other),
+            node(conv(&net.out_conv)?, other, TEMP_B),
+        ]);
+        return Ok(nodes);
+    }
     if let Some(in_skip) = net.skips.first() {
         nodes.push(node(conv(in_skip)?, X, SKIP));
     }

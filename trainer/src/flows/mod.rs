@@ -60,6 +60,21 @@ pub struct StNetConfig {
     /// Bottleneck latent size (the paper's `resnet_ae`); omit for the plain ResNet.
     #[serde(default)]
     pub bottleneck: Option<usize>,
+    /// `resnet` (default) or `autoencoder` (the paper's: strided convs to a quarter of the
+    /// size, the bottleneck, transposed convs back; needs `bottleneck`).
+    #[serde(default)]
+    pub kind: StNetKind,
+}
+
+/// The s/t network family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StNetKind {
+    /// The paper's ResNet (`resnet`, or `resnet_ae` with a bottleneck).
+    #[default]
+    Resnet,
+    /// The paper's convolutional autoencoder.
+    Autoencoder,
 }
 
 /// The whole model's shape.
@@ -144,6 +159,7 @@ impl Builder<'_> {
             width: w,
             bottleneck: self.st.bottleneck,
             double_after_norm: matches!(mask, Mask::Checkerboard { .. }),
+            autoencoder: self.st.kind == StNetKind::Autoencoder,
         };
         let net = StNet::new(spec, self.device);
         self.model
@@ -194,7 +210,15 @@ impl FlowModel {
     /// Builds the flow `config` describes, with fresh parameters from `device`'s RNG.
     pub fn new(config: &FlowConfig, device: &Device) -> Result<Self, FlowConfigError> {
         let st = config.st_net;
-        if st.bottleneck.is_some() && st.blocks == 0 {
+        if st.kind == StNetKind::Autoencoder
+            && (st.bottleneck.is_none() || config.height % 4 != 0 || config.width % 4 != 0)
+        {
+            return Err(FlowConfigError::Shape(
+                "the autoencoder s/t network needs a bottleneck and height and width divisible by 4"
+                    .into(),
+            ));
+        }
+        if st.kind == StNetKind::Resnet && st.bottleneck.is_some() && st.blocks == 0 {
             return Err(FlowConfigError::Shape(
                 "a bottleneck sits between residual blocks: blocks must be at least 1".into(),
             ));

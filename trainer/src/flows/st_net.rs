@@ -1,7 +1,9 @@
 //! The coupling layers' s/t networks: the paper's ResNet (`resnet`), optionally with a
-//! low-dimensional bottleneck halfway through the blocks (`resnet_ae`).
+//! low-dimensional bottleneck halfway through the blocks (`resnet_ae`), and the convolutional
+//! autoencoder (`autoencoder`): strided convs down to a quarter of the size, a linear map
+//! through the bottleneck, transposed convs back up.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -25,6 +27,9 @@ pub struct StNetSpec {
     /// Doubles the input after its batch-norm (the paper does so for checkerboard masks,
     /// whose input is half zeros).
     pub double_after_norm: bool,
+    /// The convolutional autoencoder instead of the ResNet (needs `bottleneck`, and height and
+    /// width divisible by 4).
+    pub autoencoder: bool,
 }
 
 /// A conv with padding `kernel / 2` (same size for odd kernels).
@@ -70,11 +75,20 @@ pub struct Bottleneck {
     pub decode: Linear,
 }
 
-/// The paper's ResNet s/t network.
+/// The autoencoder's strided convolutions (each halves the size) and transposed convolutions
+/// (each doubles it back).
+#[derive(Module, Debug)]
+pub struct Autoencoder {
+    pub down: Vec<Conv2d>,
+    pub up: Vec<ConvTranspose2d>,
+}
+
+/// The paper's ResNet s/t network, or the convolutional autoencoder.
 #[derive(Module, Debug)]
 pub struct StNet {
     pub in_norm: BatchNorm,
     pub in_conv: Conv2d,
+    pub autoencoder: Option<Autoencoder>,
     pub blocks: Vec<ResidualBlock>,
     /// Skip sums (1x1 convs): `in_skip` then one per block; empty with a bottleneck.
     pub skips: Vec<Conv2d>,
@@ -90,15 +104,34 @@ impl StNet {
     /// whose last layer starts at zero so the coupling starts as the identity.
     pub fn new(spec: StNetSpec, device: &Device) -> Self {
         let mid = spec.mid_channels;
-        let skips = if spec.bottleneck.is_none() {
+        let skips = if spec.bottleneck.is_none() && !spec.autoencoder {
             (0..=spec.blocks)
                 .map(|_| conv([mid, mid], 1, false, device))
                 .collect()
         } else {
             Vec::new()
         };
+        let autoencoder = spec.autoencoder.then(|| Autoencoder {
+            down: (0..2)
+                .map(|_| {
+                    Conv2dConfig::new([mid, mid], [3, 3])
+                        .with_stride([2, 2])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .init(device)
+                })
+                .collect(),
+            up: (0..2)
+                .map(|_| {
+                    ConvTranspose2dConfig::new([mid, mid], [4, 4])
+                        .with_stride([2, 2])
+                        .with_padding([1, 1])
+                        .init(device)
+                })
+                .collect(),
+        });
+        let scale = if spec.autoencoder { 4 } else { 1 };
         let bottleneck = spec.bottleneck.map(|latent| {
-            let flat = mid * spec.height * spec.width;
+            let flat = mid * (spec.height / scale) * (spec.width / scale);
             Bottleneck {
                 encode: LinearConfig::new(flat, latent).init(device),
                 decode: LinearConfig::new(latent, flat).init(device),
@@ -107,9 +140,14 @@ impl StNet {
         StNet {
             in_norm: BatchNormConfig::new(spec.in_channels).init(device),
             in_conv: conv([2 * spec.in_channels, mid], 3, false, device),
-            blocks: (0..spec.blocks)
-                .map(|_| ResidualBlock::new(mid, device))
-                .collect(),
+            autoencoder,
+            blocks: if spec.autoencoder {
+                Vec::new()
+            } else {
+                (0..spec.blocks)
+                    .map(|_| ResidualBlock::new(mid, device))
+                    .collect()
+            },
             skips,
             bottleneck,
             out_norm: BatchNormConfig::new(mid).init(device),
@@ -132,6 +170,18 @@ impl StNet {
         }
         let x = relu(Tensor::cat(vec![x.clone(), x.neg()], 1));
         let mut x = self.in_conv.forward(x);
+        if let (Some(autoencoder), Some(bottleneck)) = (&self.autoencoder, &self.bottleneck) {
+            for down in &autoencoder.down {
+                x = down.forward(relu(x));
+            }
+            let [b, c, h, w] = x.dims();
+            let code = bottleneck.encode.forward(relu(x).reshape([b, c * h * w]));
+            x = bottleneck.decode.forward(code).reshape([b, c, h, w]);
+            for up in &autoencoder.up {
+                x = up.forward(relu(x));
+            }
+            return self.out_conv.forward(relu(self.out_norm.forward(x)));
+        }
         let mut skip = self.skips.first().map(|conv| conv.forward(x.clone()));
         for (index, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
