@@ -211,7 +211,9 @@ impl FlowModel {
     pub fn new(config: &FlowConfig, device: &Device) -> Result<Self, FlowConfigError> {
         let st = config.st_net;
         if st.kind == StNetKind::Autoencoder
-            && (st.bottleneck.is_none() || config.height % 4 != 0 || config.width % 4 != 0)
+            && (st.bottleneck.is_none()
+                || !config.height.is_multiple_of(4)
+                || !config.width.is_multiple_of(4))
         {
             return Err(FlowConfigError::Shape(
                 "the autoencoder s/t network needs a bottleneck and height and width divisible by 4"
