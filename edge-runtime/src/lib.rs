@@ -3,8 +3,8 @@
 //!
 //! The core is `no_std` and needs no allocator: [`Gate::new`] borrows the model file,
 //! [`Gate::score`] works in scratch the caller provides ([`Gate::scratch_len`] f32 elements:
-//! a stack array, a `static`, or a heap buffer). The `std` feature adds the `flowgate-edge`
-//! command-line front end.
+//! a stack array, a `static`, or a heap buffer). The `std` feature adds the readers the trainer
+//! shares ([`io`]: idx files, images, raw frame streams) and the `flowgate-edge` command line.
 #![no_std]
 #![deny(missing_docs)]
 #![warn(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
