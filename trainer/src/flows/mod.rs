@@ -60,8 +60,9 @@ pub struct StNetConfig {
     /// Bottleneck latent size (the paper's `resnet_ae`); omit for the plain ResNet.
     #[serde(default)]
     pub bottleneck: Option<usize>,
-    /// `resnet` (default) or `autoencoder` (the paper's: strided convs to a quarter of the
-    /// size, the bottleneck, transposed convs back; needs `bottleneck`).
+    /// `resnet` (default) or `autoencoder` (a compact version of the paper's: two stride-2
+    /// convs to a quarter of the size, the bottleneck, two transposed convs back; needs
+    /// `bottleneck`).
     #[serde(default)]
     pub kind: StNetKind,
 }
@@ -73,7 +74,7 @@ pub enum StNetKind {
     /// The paper's ResNet (`resnet`, or `resnet_ae` with a bottleneck).
     #[default]
     Resnet,
-    /// The paper's convolutional autoencoder.
+    /// A compact convolutional autoencoder (the paper's has wider 4x4 convs and LeakyReLU).
     Autoencoder,
 }
 
