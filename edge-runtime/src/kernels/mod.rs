@@ -118,34 +118,14 @@ fn run_node(
     let (src, dst) = (node.input, node.output);
     match &node.op {
         NetOp::Conv2d(conv) => {
-            let kernel = kernel_size(&conv.weight)?;
+            let conv = ops::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
-            ops::conv2d(
-                input,
-                in_dims,
-                output,
-                out_dims,
-                Weights::new(&conv.weight),
-                Weights::new(&conv.bias),
-                kernel,
-                usize::from(conv.stride),
-                usize::from(conv.padding),
-            )
+            ops::conv2d(input, in_dims, output, out_dims, &conv)
         }
         NetOp::ConvTranspose2d(conv) => {
-            let kernel = kernel_size(&conv.weight)?;
+            let conv = ops::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
-            ops::conv_transpose2d(
-                input,
-                in_dims,
-                output,
-                out_dims,
-                Weights::new(&conv.weight),
-                Weights::new(&conv.bias),
-                kernel,
-                usize::from(conv.stride),
-                usize::from(conv.padding),
-            )
+            ops::conv_transpose2d(input, in_dims, output, out_dims, &conv)
         }
         NetOp::Linear(linear) => {
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
@@ -243,11 +223,4 @@ fn copy(output: &mut [f32], input: &[f32]) -> Result<()> {
     }
     output.copy_from_slice(input);
     Ok(())
-}
-
-fn kernel_size(weight: &flowgate_shared::Tensor<'_>) -> Result<(usize, usize)> {
-    match weight.shape.as_slice() {
-        [_, _, kh, kw] => Ok((*kh as usize, *kw as usize)),
-        _ => Err(Error::Inconsistent),
-    }
 }

@@ -42,23 +42,62 @@ fn valid_outputs(
     (first, end.max(first))
 }
 
+/// A convolution's weights and geometry, for [`conv2d`] (weight `[out, in, kh, kw]`) and
+/// [`conv_transpose2d`] (weight `[in, out, kh, kw]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv<'a> {
+    /// The kernel.
+    pub weight: Weights<'a>,
+    /// One value per output channel.
+    pub bias: Weights<'a>,
+    /// (height, width) of the kernel.
+    pub kernel: (usize, usize),
+    /// Step in both directions.
+    pub stride: usize,
+    /// Padding on every side (for transposed convs: removed from every side of the output).
+    pub pad: usize,
+}
+
+impl<'a> Conv<'a> {
+    /// Reads the kernel size from a rank-4 weight tensor.
+    pub fn new(
+        weight: &'a flowgate_shared::Tensor<'a>,
+        bias: &'a flowgate_shared::Tensor<'a>,
+        stride: u8,
+        pad: u8,
+    ) -> Result<Self> {
+        let kernel = match weight.shape.as_slice() {
+            [_, _, kh, kw] => (*kh as usize, *kw as usize),
+            _ => return Err(Error::Inconsistent),
+        };
+        Ok(Conv {
+            weight: Weights::new(weight),
+            bias: Weights::new(bias),
+            kernel,
+            stride: usize::from(stride),
+            pad: usize::from(pad),
+        })
+    }
+}
+
 /// 2-D convolution, zero padding; weight `[out, in, kh, kw]`.
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     input: &[f32],
     in_dims: Dims,
     output: &mut [f32],
     out_dims: Dims,
-    weight: Weights<'_>,
-    bias: Weights<'_>,
-    kernel: (usize, usize),
-    stride: usize,
-    pad: usize,
+    conv: &Conv<'_>,
 ) -> Result<()> {
+    let Conv {
+        weight,
+        bias,
+        kernel: (kh, kw),
+        stride,
+        pad,
+    } = *conv;
     let (in_h, in_w) = (in_dims.height as usize, in_dims.width as usize);
     let (out_h, out_w) = (out_dims.height as usize, out_dims.width as usize);
     let (in_plane, out_plane) = (in_h * in_w, out_h * out_w);
-    let (kh, kw) = kernel;
     let in_channels = in_dims.channels as usize;
     for o in 0..out_dims.channels as usize {
         let out = plane_mut(output, o, out_plane)?;
@@ -99,22 +138,23 @@ pub fn conv2d(
 
 /// 2-D transposed convolution; weight `[in, out, kh, kw]`; `out_dims` already includes
 /// padding and output padding.
-#[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d(
     input: &[f32],
     in_dims: Dims,
     output: &mut [f32],
     out_dims: Dims,
-    weight: Weights<'_>,
-    bias: Weights<'_>,
-    kernel: (usize, usize),
-    stride: usize,
-    pad: usize,
+    conv: &Conv<'_>,
 ) -> Result<()> {
+    let Conv {
+        weight,
+        bias,
+        kernel: (kh, kw),
+        stride,
+        pad,
+    } = *conv;
     let (in_h, in_w) = (in_dims.height as usize, in_dims.width as usize);
     let (out_h, out_w) = (out_dims.height as usize, out_dims.width as usize);
     let (in_plane, out_plane) = (in_h * in_w, out_h * out_w);
-    let (kh, kw) = kernel;
     let out_channels = out_dims.channels as usize;
     for o in 0..out_channels {
         plane_mut(output, o, out_plane)?.fill(bias.get(o));
