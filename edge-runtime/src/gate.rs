@@ -1,6 +1,6 @@
 //! The gate: a model borrowed from its file, scoring frames in caller-provided scratch.
 
-use flowgate_shared::{Dims, Model, ModelSummary, ScoreKind, decode};
+use flowgate_shared::{Dims, Model, ModelSummary, decode};
 
 use crate::error::{Error, Result};
 use crate::flow::log_density;
@@ -26,7 +26,7 @@ pub struct Verdict {
     pub log_likelihood: f64,
     /// `-log_likelihood / (D ln 2)`.
     pub bits_per_dim: f64,
-    /// Higher = more anomalous (the model's [`ScoreKind`]).
+    /// Higher = more anomalous (the model's [`flowgate_shared::ScoreKind`]).
     pub ood_score: f64,
     /// Against the model's calibrated threshold; `None` for an uncalibrated model.
     pub decision: Option<Decision>,
@@ -107,9 +107,7 @@ impl<'a> Gate<'a> {
         let log_likelihood =
             log_density(&self.model, self.input, state, work)? + preprocess_log_det;
         let bits_per_dim = -log_likelihood / (dims as f64 * LN_2);
-        let ood_score = match self.model.score {
-            ScoreKind::BitsPerDim => bits_per_dim,
-        };
+        let ood_score = self.model.score.ood_score(bits_per_dim);
         let decision = self.model.threshold.as_ref().map(|threshold| {
             if ood_score > f64::from(threshold.ood_score) {
                 Decision::Reject

@@ -77,6 +77,8 @@ pub enum Location {
     },
     /// The calibrated threshold.
     Threshold,
+    /// The OOD score's definition.
+    Score,
 }
 
 /// A broken validation rule.
@@ -175,6 +177,7 @@ impl fmt::Display for Location {
             Location::Flow { layer } => write!(f, "flow layer {layer}"),
             Location::Net { layer, node } => write!(f, "flow layer {layer}, network node {node}"),
             Location::Threshold => f.write_str("the threshold"),
+            Location::Score => f.write_str("the OOD score"),
         }
     }
 }

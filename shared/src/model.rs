@@ -72,10 +72,29 @@ pub enum Resize {
 }
 
 /// How a frame's OOD score derives from its log-likelihood. Higher score = more anomalous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// New kinds are appended: postcard stores the variant's index.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum ScoreKind {
-    /// The score is the frame's bits per dimension, `-log_likelihood / (D ln 2)`.
+    /// The score is the frame's bits per dimension, `-log_likelihood / (D ln 2)`: one-sided,
+    /// so frames the flow finds *too* likely (constant, blurred) pass.
     BitsPerDim,
+    /// The score is `|bits_per_dim - center|`, with `center` the median bits/dim of held-out
+    /// normal frames: a two-sided typicality test (Nalisnick et al. 2019), which also rejects
+    /// frames far *more* likely than normal ones.
+    TypicalBitsPerDim {
+        /// The bits/dim of a typical normal frame.
+        center: f32,
+    },
+}
+
+impl ScoreKind {
+    /// The OOD score of a frame with `bits_per_dim`.
+    pub fn ood_score(self, bits_per_dim: f64) -> f64 {
+        match self {
+            ScoreKind::BitsPerDim => bits_per_dim,
+            ScoreKind::TypicalBitsPerDim { center } => (bits_per_dim - f64::from(center)).abs(),
+        }
+    }
 }
 
 /// A calibrated decision threshold: frames scoring above `ood_score` are rejected.

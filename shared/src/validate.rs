@@ -6,7 +6,7 @@
 use crate::bytes::Seq;
 use crate::error::{Error, Invalid, Location, Result};
 use crate::layers::{Coupling, FlowLayer, MAX_SLOTS, Mask, NetNode, NetOp};
-use crate::model::{Model, Preprocess, Threshold};
+use crate::model::{Model, Preprocess, ScoreKind, Threshold};
 use crate::tensor::{Tensor, TensorData, shape_elements};
 
 /// Largest height, width or channel count of any activation.
@@ -191,6 +191,14 @@ pub fn validate(model: &Model<'_>) -> Result<ModelSummary> {
     }
     summary.flow_layers = index;
 
+    if let ScoreKind::TypicalBitsPerDim { center } = model.score
+        && !center.is_finite()
+    {
+        return Err(Error::Invalid {
+            at: Location::Score,
+            reason: Invalid::NonFinite,
+        });
+    }
     if let Some(threshold) = &model.threshold {
         validate_threshold(threshold).map_err(|reason| Error::Invalid {
             at: Location::Threshold,

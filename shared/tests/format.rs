@@ -131,6 +131,36 @@ fn minimal_model_wire_bytes_are_pinned() {
     assert_eq!(summary.scratch.total(), 6);
 }
 
+/// The typicality score stores its centre after the variant index; a non-finite centre is
+/// refused.
+#[test]
+fn typical_score_round_trips_and_needs_a_finite_center() {
+    let mut model = Model {
+        name: "m",
+        provenance: "",
+        input: InputSpec {
+            channels: 1,
+            height: 2,
+            width: 3,
+            preprocess: Preprocess::Logit { alpha: 0.05 },
+            resize: Resize::Exact,
+        },
+        flow: Seq::from_vec(Vec::new()),
+        score: ScoreKind::TypicalBitsPerDim { center: 4.5 },
+        threshold: None,
+    };
+    let file = encode(&model).expect("valid");
+    let payload = &file[HEADER_LEN..];
+    let tail: Vec<u8> = [&[1][..], &4.5f32.to_le_bytes(), &[0]].concat();
+    assert!(payload.ends_with(&tail), "{payload:?}");
+    assert_eq!(decode(&file).expect("decodes").model.score, model.score);
+    assert!((model.score.ood_score(3.0) - 1.5).abs() < 1e-12);
+    assert!((model.score.ood_score(6.0) - 1.5).abs() < 1e-12);
+    model.score = ScoreKind::TypicalBitsPerDim { center: f32::NAN };
+    let error = encode(&model).expect_err("NaN centre");
+    assert!(error.to_string().contains("OOD score"), "{error}");
+}
+
 #[test]
 fn every_prefix_is_an_error() {
     let file = tiny_file();

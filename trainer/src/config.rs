@@ -1,6 +1,6 @@
 //! Training configs (`configs/*.toml`): the model, the data, the optimiser and the schedule.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,13 @@ pub struct TrainConfig {
 pub struct DataConfig {
     /// The in-distribution dataset (its train split).
     pub dataset: DatasetSource,
-    /// Images at the end of the train split held out for calibration (never trained on).
+    /// Images held out for calibration (never trained on): the last ones of the train split.
     #[serde(default = "default_validation")]
     pub validation: usize,
+    /// Hold the validation images out evenly spread over the set instead of from its end:
+    /// for video frames, where the end of the clip is not like the rest of it.
+    #[serde(default)]
+    pub validation_spread: bool,
     /// Use only the first `limit` training images (quick runs and tests).
     #[serde(default)]
     pub limit: Option<usize>,
@@ -47,14 +51,19 @@ pub enum DatasetSource {
     FashionMnist,
     /// MNIST's train split.
     Mnist,
+    /// A folder of image files (`dataset = { folder = "camera/vtest-train" }`), relative to
+    /// the data dir unless absolute, in file-name order; resized to the model's input the way
+    /// the edge runtime resizes frames.
+    Folder(PathBuf),
 }
 
 impl DatasetSource {
-    /// The idx dataset.
-    pub fn dataset(&self) -> DatasetName {
+    /// The idx dataset, or `None` for a folder.
+    pub fn dataset(&self) -> Option<DatasetName> {
         match self {
-            DatasetSource::FashionMnist => DatasetName::FashionMnist,
-            DatasetSource::Mnist => DatasetName::Mnist,
+            DatasetSource::FashionMnist => Some(DatasetName::FashionMnist),
+            DatasetSource::Mnist => Some(DatasetName::Mnist),
+            DatasetSource::Folder(_) => None,
         }
     }
 }

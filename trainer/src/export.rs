@@ -226,6 +226,8 @@ pub struct ExportInfo<'a> {
     pub threshold: Option<Threshold>,
     /// Resize policy for frames of another size.
     pub resize: Option<Resize>,
+    /// The OOD score [default: bits/dim].
+    pub score: Option<ScoreKind>,
 }
 
 /// The flow as a format model. Call on the evaluation-mode model (`model.valid()`), so
@@ -275,7 +277,7 @@ pub fn to_model<'a>(model: &FlowModel, info: &ExportInfo<'a>) -> Result<Model<'a
             resize: info.resize.unwrap_or(Resize::AreaAverage),
         },
         flow: Seq::from_vec(layers),
-        score: ScoreKind::BitsPerDim,
+        score: info.score.unwrap_or(ScoreKind::BitsPerDim),
         threshold: info.threshold.clone(),
     })
 }

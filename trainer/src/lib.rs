@@ -2,9 +2,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod corrupt;
 pub mod data;
 pub mod eval;
 pub mod export;
 pub mod flows;
+pub mod frames;
 pub mod quantize;
 pub mod training;

@@ -10,7 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, RmsPropConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{OptimizerKind, TrainConfig};
+use crate::config::{DatasetSource, OptimizerKind, TrainConfig};
 use crate::data::{self, Split};
 use crate::flows::FlowModel;
 
@@ -103,6 +103,19 @@ impl ImageSet {
         Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
     }
 
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
+        let mut pixels = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
+        for &index in indices {
+            pixels.extend_from_slice(self.image(index));
+        }
+        ImageSet {
+            pixels,
+            count: indices.len(),
+            shape: self.shape,
+        }
+    }
+
     /// Images `range` of this set.
     pub fn slice(&self, range: std::ops::Range<usize>) -> ImageSet {
         let len = self.shape.iter().product::<usize>();
@@ -130,26 +143,60 @@ pub fn load_idx_split(
     })
 }
 
-/// Training and held-out images of a config.
+/// Training and held-out images of a config: the held-out ones are the last `validation`
+/// images (of the train split, or of the folder in file-name order).
 pub fn training_data(config: &TrainConfig, data_dir: &Path) -> Result<(ImageSet, ImageSet)> {
-    let all = load_idx_split(data_dir, config.data.dataset.dataset(), Split::Train)?;
     let model = &config.model;
-    if all.shape != [model.channels, model.height, model.width] {
-        bail!(
-            "{} images are {:?}, the model takes {}x{}x{}",
-            config.data.dataset.dataset(),
-            all.shape,
-            model.channels,
-            model.height,
-            model.width
-        );
-    }
+    let shape = [model.channels, model.height, model.width];
+    let all = match &config.data.dataset {
+        DatasetSource::Folder(folder) => {
+            let dir = data_dir.join(folder);
+            let loaded = data::inputs::load_input(&dir, shape, None)?;
+            for skipped in &loaded.skipped {
+                eprintln!("warning: skipped {skipped}");
+            }
+            loaded.set
+        }
+        source => {
+            let dataset = source.dataset().context("an idx dataset")?;
+            let all = load_idx_split(data_dir, dataset, Split::Train)?;
+            if all.shape != shape {
+                bail!(
+                    "{dataset} images are {:?}, the model takes {}x{}x{}",
+                    all.shape,
+                    model.channels,
+                    model.height,
+                    model.width
+                );
+            }
+            all
+        }
+    };
     let validation = config.data.validation.min(all.count / 2);
-    let held_out = all.slice(all.count - validation..all.count);
-    let train_end = config.data.limit.map_or(all.count - validation, |limit| {
-        limit.min(all.count - validation)
-    });
-    Ok((all.slice(0..train_end), held_out))
+    let (train, held_out) = if config.data.validation_spread {
+        let held_out_indices = spread_indices(all.count, validation);
+        let train_indices: Vec<usize> = (0..all.count)
+            .filter(|i| held_out_indices.binary_search(i).is_err())
+            .collect();
+        (all.select(&train_indices), all.select(&held_out_indices))
+    } else {
+        (
+            all.slice(0..all.count - validation),
+            all.slice(all.count - validation..all.count),
+        )
+    };
+    let train_end = config
+        .data
+        .limit
+        .map_or(train.count, |limit| limit.min(train.count));
+    Ok((train.slice(0..train_end), held_out))
+}
+
+/// `picks` indices evenly spread over `0..count`, ascending and distinct (`picks <= count`).
+fn spread_indices(count: usize, picks: usize) -> Vec<usize> {
+    (0..picks)
+        .map(|i| ((2 * i + 1) * count) / (2 * picks))
+        .collect()
 }
 
 /// Touches every parameter so lazily initialised ones draw from the RNG now, in a fixed order:
@@ -249,6 +296,20 @@ fn permutation(count: usize, seed: u64) -> Vec<usize> {
         order.swap(i, j);
     }
     order
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::spread_indices;
+
+    #[test]
+    fn spread_indices_are_even_and_distinct() {
+        assert_eq!(spread_indices(600, 6), [50, 150, 250, 350, 450, 550]);
+        assert_eq!(spread_indices(10, 10), (0..10).collect::<Vec<_>>());
+        assert!(spread_indices(7, 0).is_empty());
+        let picks = spread_indices(541, 60);
+        assert!(picks.windows(2).all(|w| w[0] < w[1]) && picks[59] < 541);
+    }
 }
 
 /// Outcome of a run.

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{CalibrateArgs, EvalArgs, ExportArgs, QuantizeArgs, ScoreArgs, TrainArgs};
+use super::{
+    CalibrateArgs, CorruptArgs, EvalArgs, ExportArgs, FramesArgs, QuantizeArgs, ScoreArgs,
+    ScoreChoice, TrainArgs,
+};
 use crate::config::TrainConfig;
 use crate::data;
 use crate::export::{ExportInfo, to_file_bytes};
@@ -64,29 +67,14 @@ fn load_run(run: &Path) -> Result<(TrainConfig, crate::flows::FlowModel)> {
 
 pub fn score(args: ScoreArgs) -> Result<()> {
     let (config, model) = load_run(&args.run)?;
-    let images = data::read_images(&args.input)?;
-    let count = args
-        .limit
-        .map_or(images.count, |limit| limit.min(images.count));
-    let set = ImageSet {
-        count,
-        shape: [1, images.rows, images.cols],
-        pixels: images.pixels[..count * images.rows * images.cols].to_vec(),
-    };
-    let model_shape = [
+    let shape = [
         config.model.channels,
         config.model.height,
         config.model.width,
     ];
-    anyhow::ensure!(
-        set.shape == model_shape,
-        "{} holds {:?} images, the model takes {:?}",
-        args.input.display(),
-        set.shape,
-        model_shape
-    );
-    let log_likelihoods = training::log_likelihoods(&model, &set, 256)?;
-    let dims = set.shape.iter().product::<usize>() as f64;
+    let input = load_scored_input(&args.input, shape, args.limit)?;
+    let log_likelihoods = training::log_likelihoods(&model, &input.set, 256)?;
+    let dims = shape.iter().product::<usize>() as f64;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -98,8 +86,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         out,
         "source,frame,log_likelihood,bits_per_dim,ood_score,decision"
     )?;
-    let source = args.input.display().to_string();
-    for (frame, ll) in log_likelihoods.iter().enumerate() {
+    for ((source, frame), ll) in input.origins.iter().zip(&log_likelihoods) {
         let bits_per_dim = -ll / (dims * std::f64::consts::LN_2);
         writeln!(
             out,
@@ -108,6 +95,19 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Loads a scoring input and reports the image files it had to skip.
+fn load_scored_input(
+    path: &Path,
+    shape: [usize; 3],
+    limit: Option<usize>,
+) -> Result<data::inputs::InputImages> {
+    let input = data::inputs::load_input(path, shape, limit)?;
+    for skipped in &input.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
+    Ok(input)
 }
 
 pub fn export(args: ExportArgs) -> Result<()> {
@@ -134,40 +134,151 @@ pub fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bits/dim of every image of an idx file under a run (burn) or a model file (runtime).
-fn bits_per_dim(model: &Path, input: &Path, limit: Option<usize>) -> Result<Vec<f64>> {
-    let images = data::read_images(input)?;
-    let count = limit.map_or(images.count, |limit| limit.min(images.count));
-    let pixels_per_image = images.rows * images.cols;
-    let dims = pixels_per_image as f64 * std::f64::consts::LN_2;
+/// Bits/dim and OOD scores of the images of an input (idx file, image or folder).
+#[derive(Debug, Clone, Default)]
+struct SetScores {
+    bits_per_dim: Vec<f64>,
+    ood_scores: Vec<f64>,
+    /// Deflate-compressed bits per dimension of each image (empty for score CSVs).
+    complexity: Vec<f64>,
+}
+
+/// Scores every image of an input under a run (burn: the OOD score is bits/dim) or a model
+/// file (the edge runtime: the model's own OOD score).
+fn set_scores(model: &Path, input: &Path, limit: Option<usize>) -> Result<SetScores> {
+    if input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        let mut scores = read_score_csv(input)?;
+        if let Some(limit) = limit {
+            scores.bits_per_dim.truncate(limit);
+            scores.ood_scores.truncate(limit);
+        }
+        return Ok(scores);
+    }
     if model.is_dir() {
-        let (_, flow) = load_run(model)?;
-        let set = ImageSet {
-            count,
-            shape: [1, images.rows, images.cols],
-            pixels: images.pixels[..count * pixels_per_image].to_vec(),
-        };
+        let (config, flow) = load_run(model)?;
+        let shape = [
+            config.model.channels,
+            config.model.height,
+            config.model.width,
+        ];
+        let set = load_scored_input(input, shape, limit)?.set;
+        let dims = shape.iter().product::<usize>() as f64 * std::f64::consts::LN_2;
         let lls = training::log_likelihoods(&flow, &set, 256)?;
-        return Ok(lls.iter().map(|ll| -ll / dims).collect());
+        let bits_per_dim: Vec<f64> = lls.iter().map(|ll| -ll / dims).collect();
+        return Ok(SetScores {
+            ood_scores: bits_per_dim.clone(),
+            bits_per_dim,
+            complexity: complexity(&set)?,
+        });
     }
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
     let gate = flowgate_edge::Gate::new(&bytes).with_context(|| model.display().to_string())?;
+    let spec = gate.model().input;
+    let shape = [
+        spec.channels as usize,
+        spec.height as usize,
+        spec.width as usize,
+    ];
+    let set = load_scored_input(input, shape, limit)?.set;
+    Ok(SetScores {
+        complexity: complexity(&set)?,
+        ..gate_scores(&gate, &set)?
+    })
+}
+
+/// Each image's deflate-compressed size (best compression) in bits per dimension: a generic
+/// compressor's estimate of how complex the image is.
+fn complexity(set: &ImageSet) -> Result<Vec<f64>> {
+    use flate2::{Compression, write::DeflateEncoder};
+    (0..set.count)
+        .map(|index| {
+            let image = set.image(index);
+            let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
+            encoder.write_all(image)?;
+            let bytes = encoder.finish()?;
+            Ok(bytes.len() as f64 * 8.0 / image.len() as f64)
+        })
+        .collect()
+}
+
+/// Scores already computed, as `flowgate score` and `flowgate-edge score` write them
+/// (columns `source,frame,log_likelihood,bits_per_dim,ood_score,decision`).
+fn read_score_csv(path: &Path) -> Result<SetScores> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header.iter().position(|h| *h == name).with_context(|| {
+            format!(
+                "{}: no '{name}' column (expected a score CSV of flowgate or flowgate-edge)",
+                path.display()
+            )
+        })
+    };
+    let (bpd_column, score_column) = (column("bits_per_dim")?, column("ood_score")?);
+    let mut scores = SetScores::default();
+    for (index, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+        // Sources may hold commas (quoted); the numeric columns are counted from the end.
+        let fields: Vec<&str> = line.rsplitn(header.len(), ',').collect();
+        let field = |column: usize| -> Result<f64> {
+            let from_end = header.len() - 1 - column;
+            fields
+                .get(from_end)
+                .and_then(|f| f.parse::<f64>().ok())
+                .with_context(|| format!("{} line {}: not a number", path.display(), index + 2))
+        };
+        scores.bits_per_dim.push(field(bpd_column)?);
+        scores.ood_scores.push(field(score_column)?);
+    }
+    anyhow::ensure!(
+        !scores.ood_scores.is_empty(),
+        "{}: no score rows",
+        path.display()
+    );
+    Ok(scores)
+}
+
+/// The gate's verdicts on images already at its input size.
+fn gate_scores(gate: &flowgate_edge::Gate<'_>, set: &ImageSet) -> Result<SetScores> {
     let mut scratch = vec![0f32; gate.scratch_len()];
-    let mut scores = Vec::with_capacity(count);
-    for index in 0..count {
-        let frame = flowgate_edge::Frame::packed(
-            images.image(index),
-            images.cols as u32,
-            images.rows as u32,
-            flowgate_edge::PixelFormat::Gray8,
-        )?;
-        scores.push(gate.score(&frame, &mut scratch)?.bits_per_dim);
+    let mut scores = SetScores::default();
+    for index in 0..set.count {
+        for (slot, &level) in scratch.iter_mut().zip(set.image(index)) {
+            *slot = f32::from(level);
+        }
+        let verdict = gate.score_levels_in_scratch(&mut scratch)?;
+        scores.bits_per_dim.push(verdict.bits_per_dim);
+        scores.ood_scores.push(verdict.ood_score);
     }
     Ok(scores)
 }
 
-/// A set's name: its folder (`fashion-mnist`, `mnist`) and file stem.
+/// Bits/dim of every image of an input under a run or a model file.
+fn bits_per_dim(model: &Path, input: &Path, limit: Option<usize>) -> Result<Vec<f64>> {
+    Ok(set_scores(model, input, limit)?.bits_per_dim)
+}
+
+/// A set's name: its folder (`fashion-mnist`, `mnist`) and file stem; a folder's own name;
+/// a score CSV's stem.
 fn set_name(path: &Path) -> String {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return path
+            .file_stem()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    }
+    if path.is_dir() {
+        return path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+    }
     let folder = path
         .parent()
         .and_then(|p| p.file_name())
@@ -190,15 +301,43 @@ fn set_name(path: &Path) -> String {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     use crate::eval::{OodReport, ScoreSet, plots};
-    let in_scores = bits_per_dim(&args.model, &args.in_dist, args.limit)?;
+    let mut threshold = if args.model.is_dir() {
+        None
+    } else {
+        let bytes = std::fs::read(&args.model)
+            .with_context(|| format!("cannot read {}", args.model.display()))?;
+        let model = flowgate_shared::decode(&bytes)
+            .with_context(|| args.model.display().to_string())?
+            .model;
+        eprintln!("OOD score: {:?}", model.score);
+        model.threshold.map(|t| f64::from(t.ood_score))
+    };
+    let mut in_scores = set_scores(&args.model, &args.in_dist, args.limit)?;
     let in_name = set_name(&args.in_dist);
     let mut ood = Vec::new();
     for path in &args.ood {
-        ood.push((set_name(path), bits_per_dim(&args.model, path, args.limit)?));
+        ood.push((set_name(path), set_scores(&args.model, path, args.limit)?));
     }
-    let ood_sets: Vec<ScoreSet<'_>> = ood.iter().map(|(n, s)| ScoreSet::new(n, s)).collect();
-    let in_set = ScoreSet::new(&in_name, &in_scores);
-    let report = OodReport::new(in_set, &ood_sets)?;
+    if args.complexity {
+        for scores in std::iter::once(&mut in_scores).chain(ood.iter_mut().map(|(_, s)| s)) {
+            anyhow::ensure!(
+                scores.complexity.len() == scores.bits_per_dim.len(),
+                "--complexity needs image inputs, not score CSVs"
+            );
+            scores.ood_scores = (scores.bits_per_dim.iter().zip(&scores.complexity))
+                .map(|(bpd, complexity)| bpd - complexity)
+                .collect();
+        }
+        threshold = None;
+        eprintln!("OOD score for this report: bits/dim - deflate bits/dim (not the model's)");
+    }
+    let ood_sets: Vec<ScoreSet<'_>> = ood
+        .iter()
+        .map(|(n, s)| ScoreSet::new(n, &s.ood_scores).with_bits_per_dim(&s.bits_per_dim))
+        .collect();
+    let in_set =
+        ScoreSet::new(&in_name, &in_scores.ood_scores).with_bits_per_dim(&in_scores.bits_per_dim);
+    let report = OodReport::with_threshold(in_set, &ood_sets, threshold)?;
     println!("{report}");
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_json())
@@ -225,15 +364,52 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         "--rate must be in (0, 0.5), got {}",
         args.rate
     );
-    let (config, model) = load_run(&args.run)?;
+    let config = TrainConfig::load(&args.run.join(files::CONFIG)).with_context(|| {
+        format!(
+            "{} is not a run folder written by `flowgate train`",
+            args.run.display()
+        )
+    })?;
+    let bytes = match &args.model {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => {
+            let (_, model) = load_run(&args.run)?;
+            to_file_bytes(
+                &model,
+                &ExportInfo {
+                    name: &config.name,
+                    provenance: "flowgate train",
+                    ..ExportInfo::default()
+                },
+            )?
+        }
+    };
+    let model_name = args.model.as_ref().map_or_else(
+        || args.run.display().to_string(),
+        |p| p.display().to_string(),
+    );
+    let uncalibrated = flowgate_shared::decode(&bytes)
+        .with_context(|| model_name.clone())?
+        .model;
     let data_dir = args.data_dir.unwrap_or_else(data::default_data_dir);
     let (_, held_out) = training::training_data(&config, &data_dir)?;
-    let dims = (config.model.channels * config.model.height * config.model.width) as f64
-        * std::f64::consts::LN_2;
-    let scores: Vec<f64> = training::log_likelihoods(&model, &held_out, 256)?
-        .iter()
-        .map(|ll| -ll / dims)
-        .collect();
+    let plain = flowgate_shared::Model {
+        score: flowgate_shared::ScoreKind::BitsPerDim,
+        threshold: None,
+        ..uncalibrated.clone()
+    };
+    let plain_bytes = flowgate_shared::encode(&plain)?;
+    let gate = flowgate_edge::Gate::new(&plain_bytes)?;
+    let bits_per_dim = gate_scores(&gate, &held_out)?.bits_per_dim;
+    let score = match args.score {
+        ScoreChoice::Bpd => flowgate_shared::ScoreKind::BitsPerDim,
+        ScoreChoice::Typical => flowgate_shared::ScoreKind::TypicalBitsPerDim {
+            center: metrics::quantiles(&bits_per_dim, &[0.5])?[0] as f32,
+        },
+    };
+    let scores: Vec<f64> = bits_per_dim.iter().map(|&b| score.ood_score(b)).collect();
     let threshold = metrics::threshold_at_false_reject_rate(&scores, args.rate)?;
     let levels = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0 - args.rate];
     let mut levels: Vec<f64> = levels.to_vec();
@@ -247,33 +423,38 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
             ood_score: *value as f32,
         });
     }
-    let record = flowgate_shared::Threshold {
-        ood_score: threshold as f32,
-        target_false_reject_rate: args.rate as f32,
-        calibration_frames: scores.len() as u32,
-        quantiles,
-    };
     let provenance = format!(
-        "flowgate train --config (see config.toml); flowgate calibrate --run {} --rate {}",
+        "{}; flowgate calibrate --run {} --score {} --rate {}",
+        uncalibrated.provenance,
         args.run.display(),
+        match args.score {
+            ScoreChoice::Bpd => "bpd",
+            ScoreChoice::Typical => "typical",
+        },
         args.rate
     );
-    let bytes = to_file_bytes(
-        &model,
-        &ExportInfo {
-            name: &config.name,
-            provenance: &provenance,
-            threshold: Some(record),
-            ..ExportInfo::default()
-        },
-    )?;
-    let exported = args.run.join(EXPORTED_MODEL);
-    std::fs::write(&exported, bytes)?;
+    let calibrated = flowgate_shared::Model {
+        provenance: &provenance,
+        score,
+        threshold: Some(flowgate_shared::Threshold {
+            ood_score: threshold as f32,
+            target_false_reject_rate: args.rate as f32,
+            calibration_frames: scores.len() as u32,
+            quantiles,
+        }),
+        ..uncalibrated
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join(EXPORTED_MODEL));
+    std::fs::write(&out, flowgate_shared::encode(&calibrated)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!(
-        "threshold {threshold:.4} bits/dim rejects {:.2}% of {} held-out images; wrote {}",
+        "{score:?}: threshold {threshold:.4} rejects {:.2}% of {} held-out images; wrote {}",
         100.0 * scores.iter().filter(|&&s| s > threshold).count() as f64 / scores.len() as f64,
         scores.len(),
-        exported.display()
+        out.display()
     );
     Ok(())
 }
@@ -326,5 +507,33 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
             rows[1].2 - rows[0].2
         );
     }
+    Ok(())
+}
+
+pub fn frames(args: FramesArgs) -> Result<()> {
+    let written = crate::frames::extract_frames(&crate::frames::FrameRequest {
+        video: args.video.clone(),
+        out: args.out.clone(),
+        size: args.size,
+        gray: args.gray,
+        first: args.first,
+        last: args.last,
+        overwrite: args.overwrite,
+    })?;
+    eprintln!(
+        "wrote {written} frames of {} into {}",
+        args.video.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+pub fn corrupt(args: CorruptArgs) -> Result<()> {
+    let written = crate::corrupt::corrupt_folder(&args.input, &args.out, args.kind, args.seed)?;
+    eprintln!(
+        "wrote {written} {} frames into {}",
+        args.kind.name(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -47,6 +47,55 @@ pub enum Command {
     /// int8 per-output-channel weights for a model file; with --in-dist and --ood, prints the
     /// change in bits/dim and AUROC against the f32 model.
     Quantize(QuantizeArgs),
+    /// Extract a video's frames as numbered PNGs (frame-NNNNNN.png) with ffmpeg, optionally
+    /// scaled and gray, for training from an image folder.
+    Frames(FramesArgs),
+    /// Make an out-of-distribution set from normal frames: covered lens, overexposure, blur,
+    /// noise, occlusion, a moved or rotated camera, JPEG damage.
+    Corrupt(CorruptArgs),
+}
+
+/// Arguments of `frames`.
+#[derive(Debug, Args)]
+pub struct FramesArgs {
+    /// The video file (anything ffmpeg reads).
+    #[arg(value_name = "VIDEO")]
+    pub video: PathBuf,
+    /// Output folder for frame-NNNNNN.png (NNNNNN = the frame's index in the video).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Scale every frame to WIDTHxHEIGHT (area averaging), e.g. 128x96.
+    #[arg(long, value_name = "WxH", value_parser = crate::frames::parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Convert to 8-bit gray.
+    #[arg(long)]
+    pub gray: bool,
+    /// First frame to keep (0-based).
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
+    /// Last frame to keep (inclusive) [default: the last one].
+    #[arg(long)]
+    pub last: Option<u64>,
+    /// Replace frames already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Arguments of `corrupt`.
+#[derive(Debug, Args)]
+pub struct CorruptArgs {
+    /// Folder of normal frames (e.g. held-out frames from `flowgate frames`).
+    #[arg(long, value_name = "DIR")]
+    pub input: PathBuf,
+    /// Folder for the corrupted frames (gray PNG, same file names).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// What goes wrong.
+    #[arg(long, value_enum)]
+    pub kind: crate::corrupt::Corruption,
+    /// Seeds the random parts (noise, patch positions, angles).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Arguments of `quantize`.
@@ -76,15 +125,23 @@ pub struct EvalArgs {
     /// edge runtime; the parity test holds the two within 1e-4 bits/dim).
     #[arg(long, value_name = "RUN|FILE")]
     pub model: PathBuf,
-    /// In-distribution test images (idx file, gz or plain).
+    /// In-distribution test images: an idx file (gz or plain), a folder of images, or a score
+    /// CSV already written by `flowgate score` / `flowgate-edge score` (then --model only
+    /// supplies the threshold).
     #[arg(long, value_name = "PATH")]
     pub in_dist: PathBuf,
-    /// OOD test images (idx); repeat for several sets.
+    /// OOD test images (idx file, folder or score CSV); repeat for several sets.
     #[arg(long, value_name = "PATH", required = true)]
     pub ood: Vec<PathBuf>,
     /// Score only the first N images of each set.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Rank by bits/dim minus the image's complexity (its deflate-compressed size in bits
+    /// per dimension, at the model's input size; Serra et al. 2020) instead of the model's
+    /// own OOD score: a comparison the trainer measures, not a score the gate computes.
+    /// Needs image inputs (not score CSVs); no threshold applies.
+    #[arg(long)]
+    pub complexity: bool,
     /// Write the report as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -96,15 +153,35 @@ pub struct EvalArgs {
 /// Arguments of `calibrate`.
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// A run folder written by `train`.
+    /// A run folder written by `train`: its config names the held-out normal images.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
+    /// The model file to calibrate, e.g. an int8 one from `quantize` (calibrate what you
+    /// ship) [default: the run's trained weights, exported as f32].
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// The OOD score the gate computes.
+    #[arg(long, value_enum, default_value_t = ScoreChoice::Bpd)]
+    pub score: ScoreChoice,
     /// Target false-reject rate on normal data.
     #[arg(long, default_value_t = 0.01)]
     pub rate: f64,
+    /// Where to write the calibrated model [default: model.fgm in the run folder].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// The data dir [default: $FLOWGATE_DATA_DIR, else data/ in the workspace].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// OOD scores a calibrated model can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScoreChoice {
+    /// Bits/dim: rejects frames less likely than normal ones.
+    Bpd,
+    /// |bits/dim - median of the held-out frames|: also rejects frames far *more* likely
+    /// than normal ones (constant, blurred), which flows favour.
+    Typical,
 }
 
 /// Arguments of `train`.
@@ -136,7 +213,8 @@ pub struct ScoreArgs {
     /// A run folder written by `train`.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
-    /// An idx image file (gz or plain).
+    /// An idx image file (gz or plain), an image file, or a folder of images (resized to the
+    /// model's input as the edge runtime resizes frames).
     #[arg(long, value_name = "PATH")]
     pub input: PathBuf,
     /// Where to write the CSV [default: stdout].
@@ -186,6 +264,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => commands::eval(args),
         Command::Calibrate(args) => commands::calibrate(args),
         Command::Quantize(args) => commands::quantize(args),
+        Command::Frames(args) => commands::frames(args),
+        Command::Corrupt(args) => commands::corrupt(args),
         Command::Data(DataCommand::Summary(args)) => {
             let dir = args.data_dir.unwrap_or_else(data::default_data_dir);
             let summary = data::summary(&dir)

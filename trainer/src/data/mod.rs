@@ -4,6 +4,7 @@
 //! from it and [`summary`] describes everything in it.
 
 mod dataset;
+pub mod inputs;
 mod summary;
 
 // The idx reader lives in the runtime (`flowgate_edge::io::idx`), so the trainer and the

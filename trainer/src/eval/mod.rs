@@ -22,12 +22,36 @@ pub struct ScoreSet<'a> {
     pub name: &'a str,
     /// One OOD score per example.
     pub scores: &'a [f64],
+    /// Bits/dim per example, where the OOD score is something else (e.g. typicality).
+    pub bits_per_dim: Option<&'a [f64]>,
 }
 
 impl<'a> ScoreSet<'a> {
-    /// A named score set.
+    /// A named score set whose OOD score is bits/dim.
     pub fn new(name: &'a str, scores: &'a [f64]) -> Self {
-        Self { name, scores }
+        Self {
+            name,
+            scores,
+            bits_per_dim: None,
+        }
+    }
+
+    /// The same set, with bits/dim given apart from the OOD scores.
+    pub fn with_bits_per_dim(self, bits_per_dim: &'a [f64]) -> Self {
+        Self {
+            bits_per_dim: Some(bits_per_dim),
+            ..self
+        }
+    }
+
+    fn bpd(&self) -> &'a [f64] {
+        self.bits_per_dim.unwrap_or(self.scores)
+    }
+
+    /// Share of the set scoring above `threshold` (rejected by the gate).
+    fn share_above(&self, threshold: f64) -> f64 {
+        let above = self.scores.iter().filter(|&&s| s > threshold).count();
+        above as f64 / self.scores.len().max(1) as f64
     }
 }
 
@@ -38,8 +62,11 @@ pub struct InDistSummary {
     pub name: String,
     /// Number of scores.
     pub count: usize,
-    /// Mean score (bits per dimension); `null` in JSON if infinite.
+    /// Mean bits per dimension; `null` in JSON if infinite.
     pub mean_bpd: f64,
+    /// Share rejected at the model's threshold (the false-reject rate), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<f64>,
 }
 
 /// Detection metrics of one OOD set against the in-distribution set.
@@ -49,8 +76,11 @@ pub struct OodSetReport {
     pub name: String,
     /// Number of scores.
     pub count: usize,
-    /// Mean score (bits per dimension); `null` in JSON if infinite.
+    /// Mean bits per dimension; `null` in JSON if infinite.
     pub mean_bpd: f64,
+    /// Share rejected at the model's threshold, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<f64>,
     /// [`metrics::auroc`].
     pub auroc: f64,
     /// [`metrics::aupr`] (average precision, in-distribution positive).
@@ -75,10 +105,20 @@ impl OodReport {
     /// Computes every metric of each OOD set against `in_dist`. Fails on an empty set, a NaN or
     /// a −∞ score (see [`metrics`]).
     pub fn new(in_dist: ScoreSet<'_>, ood: &[ScoreSet<'_>]) -> Result<Self, MetricsError> {
+        Self::with_threshold(in_dist, ood, None)
+    }
+
+    /// [`OodReport::new`], plus the share of each set rejected above `threshold`.
+    pub fn with_threshold(
+        in_dist: ScoreSet<'_>,
+        ood: &[ScoreSet<'_>],
+        threshold: Option<f64>,
+    ) -> Result<Self, MetricsError> {
         let in_summary = InDistSummary {
             name: in_dist.name.to_owned(),
             count: in_dist.scores.len(),
-            mean_bpd: metrics::mean(in_dist.scores, "in-distribution")?,
+            mean_bpd: metrics::mean(in_dist.bpd(), "in-distribution")?,
+            rejected: threshold.map(|t| in_dist.share_above(t)),
         };
         let ood = ood
             .iter()
@@ -86,7 +126,8 @@ impl OodReport {
                 Ok(OodSetReport {
                     name: set.name.to_owned(),
                     count: set.scores.len(),
-                    mean_bpd: metrics::mean(set.scores, "OOD")?,
+                    mean_bpd: metrics::mean(set.bpd(), "OOD")?,
+                    rejected: threshold.map(|t| set.share_above(t)),
                     auroc: metrics::auroc(in_dist.scores, set.scores)?,
                     aupr: metrics::aupr(in_dist.scores, set.scores)?,
                     fpr_at_95_tpr: metrics::fpr_at_95_tpr(in_dist.scores, set.scores)?,
@@ -123,21 +164,46 @@ impl fmt::Display for OodReport {
             .chain(std::iter::once(5))
             .max()
             .unwrap_or(5);
+        let thresholded = self.in_dist.rejected.is_some();
+        let rejected = |share: Option<f64>| {
+            share.map_or_else(String::new, |s| format!("  {:>8.1}%", 100.0 * s))
+        };
         writeln!(
             f,
-            "{:<name_w$}  {:<7}  {:>count_w$}  {:>8}  {:>6}  {:>6}  {:>9}",
-            "set", "role", "count", "mean bpd", "AUROC", "AUPR", "FPR@95TPR"
+            "{:<name_w$}  {:<7}  {:>count_w$}  {:>8}  {:>6}  {:>6}  {:>9}{}",
+            "set",
+            "role",
+            "count",
+            "mean bpd",
+            "AUROC",
+            "AUPR",
+            "FPR@95TPR",
+            if thresholded { "   rejected" } else { "" }
         )?;
         writeln!(
             f,
-            "{:<name_w$}  {:<7}  {:>count_w$}  {:>8.3}  {:>6}  {:>6}  {:>9}",
-            self.in_dist.name, "in-dist", self.in_dist.count, self.in_dist.mean_bpd, "-", "-", "-"
+            "{:<name_w$}  {:<7}  {:>count_w$}  {:>8.3}  {:>6}  {:>6}  {:>9}{}",
+            self.in_dist.name,
+            "in-dist",
+            self.in_dist.count,
+            self.in_dist.mean_bpd,
+            "-",
+            "-",
+            "-",
+            rejected(self.in_dist.rejected)
         )?;
         for r in &self.ood {
             writeln!(
                 f,
-                "{:<name_w$}  {:<7}  {:>count_w$}  {:>8.3}  {:>6.4}  {:>6.4}  {:>9.4}",
-                r.name, "OOD", r.count, r.mean_bpd, r.auroc, r.aupr, r.fpr_at_95_tpr
+                "{:<name_w$}  {:<7}  {:>count_w$}  {:>8.3}  {:>6.4}  {:>6.4}  {:>9.4}{}",
+                r.name,
+                "OOD",
+                r.count,
+                r.mean_bpd,
+                r.auroc,
+                r.aupr,
+                r.fpr_at_95_tpr,
+                rejected(r.rejected)
             )?;
         }
         Ok(())
@@ -191,6 +257,29 @@ mod tests {
         assert!(lines[2].starts_with("mnist test          OOD"));
         assert!(lines[2].contains("0.0833"), "{text}");
         assert!(lines[3].ends_with("1.0000  1.0000     0.0000"), "{text}");
+    }
+
+    #[test]
+    fn typicality_scores_with_bpd_and_a_threshold() {
+        let in_scores = [0.1, 0.2, 0.3, 0.4];
+        let in_bpd = [3.9, 4.2, 4.3, 3.6];
+        let ood_scores = [0.25, 2.0];
+        let ood_bpd = [3.75, 2.0];
+        let r = OodReport::with_threshold(
+            ScoreSet::new("normal", &in_scores).with_bits_per_dim(&in_bpd),
+            &[ScoreSet::new("black", &ood_scores).with_bits_per_dim(&ood_bpd)],
+            Some(0.35),
+        )
+        .unwrap();
+        assert_eq!(r.in_dist.mean_bpd, 4.0);
+        assert_eq!(r.in_dist.rejected, Some(0.25));
+        assert_eq!(r.ood[0].mean_bpd, 2.875);
+        assert_eq!(r.ood[0].rejected, Some(0.5));
+        // 0.25 beats 2 of the 4 normal scores, 2.0 beats all: (2 + 4) / 8.
+        assert_eq!(r.ood[0].auroc, 0.75);
+        let text = r.to_string();
+        assert!(text.lines().next().unwrap().ends_with("rejected"), "{text}");
+        assert!(text.contains("25.0%") && text.contains("50.0%"), "{text}");
     }
 
     #[test]
