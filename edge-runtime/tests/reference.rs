@@ -16,12 +16,12 @@
 // Explicit index loops are the point of a naive reference.
 #![allow(clippy::needless_range_loop)]
 
-use flowgate_edge::{Frame, Gate, PixelFormat, Verdict};
+use flowgate_edge::{Decision, Frame, Gate, PixelFormat, Verdict};
 use flowgate_shared::example::tiny_model;
 use flowgate_shared::{
     ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, FlowLayer, InputSpec,
     InvertibleConv1x1, Linear, Mask, Model, NetNode, NetOp, Preprocess, Quadrant, Resize,
-    ScoreKind, Seq, Tensor, encode,
+    ScoreKind, Seq, Tensor, Threshold, encode,
 };
 
 /// Largest accepted |runtime - oracle| in bits per dimension (see the module docs).
@@ -1536,4 +1536,43 @@ fn rgb_frames_use_bt601_luma() {
         let gray = score_frame(&gate, &levels, 4, 4, PixelFormat::Gray8);
         assert_eq!(score_frame(&gate, &large, 8, 8, PixelFormat::Rgb8), gray);
     }
+}
+
+/// The typicality score: `|bpd - center|`, so a threshold rejects frames far more likely
+/// than normal ones as well as far less likely ones.
+#[test]
+fn typical_score_is_two_sided() {
+    let mut plain = model(1, 2, 4, 0.05, Vec::new());
+    let frames = test_frames(8, 11, 4);
+    let plain_bytes = encode(&plain).expect("valid");
+    let plain_gate = Gate::new(&plain_bytes).expect("loads");
+    let bpd: Vec<f64> = frames
+        .iter()
+        .map(|frame| gate_score(&plain_gate, frame).bits_per_dim)
+        .collect();
+    let center = bpd[3] as f32;
+    plain.score = ScoreKind::TypicalBitsPerDim { center };
+    plain.threshold = Some(Threshold {
+        ood_score: 0.01,
+        target_false_reject_rate: 0.01,
+        calibration_frames: 1,
+        quantiles: Default::default(),
+    });
+    let bytes = encode(&plain).expect("valid");
+    let gate = Gate::new(&bytes).expect("loads");
+    for (frame, expected_bpd) in frames.iter().zip(&bpd) {
+        let verdict = gate_score(&gate, frame);
+        assert_eq!(verdict.bits_per_dim, *expected_bpd);
+        let expected = (expected_bpd - f64::from(center)).abs();
+        assert!((verdict.ood_score - expected).abs() < 1e-12);
+        let reject = expected > 0.01;
+        assert_eq!(verdict.decision == Some(Decision::Reject), reject);
+    }
+    // Both sides of the band are rejected: black (very likely) and a random frame.
+    let below = bpd.iter().any(|&b| b < f64::from(center) - 0.01);
+    let above = bpd.iter().any(|&b| b > f64::from(center) + 0.01);
+    assert!(
+        below && above,
+        "the frames must straddle the centre: {bpd:?}"
+    );
 }

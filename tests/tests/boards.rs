@@ -86,15 +86,18 @@ fn every_board_config_is_valid() {
 }
 
 #[test]
-fn boards_carry_the_fashion_mnist_gate() {
+fn boards_carry_the_camera_or_the_fashion_mnist_gate() {
     for (path, config) in BoardConfig::load_all(configs_dir()).unwrap() {
         let model = &config.model;
         let at = path.display();
-        assert_eq!(
-            (model.channels, model.height, model.width),
-            (1, 28, 28),
-            "{at}"
-        );
+        // The Pi 4 carries the camera gate (models/camera-vtest.fgm, 32x24 gray), the others
+        // the Fashion-MNIST one.
+        let input = if config.board.name == "raspberry-pi-4" {
+            (1, 24, 32)
+        } else {
+            (1, 28, 28)
+        };
+        assert_eq!((model.channels, model.height, model.width), input, "{at}");
         assert_eq!(model.weights, WeightFormat::Int8, "{at}");
         assert_eq!(
             config.threshold,
@@ -118,7 +121,7 @@ fn boards_carry_the_fashion_mnist_gate() {
             flags.iter().any(|f| f.starts_with("target-cpu=cortex-a")),
             "{at}: {flags:?}"
         );
-        // A 28x28 gray int8 model of ~200k weights with ~100 KiB of scratch fits everywhere.
+        // A small gray int8 model of ~200k weights with ~100 KiB of scratch fits everywhere.
         config.fits(200 * 1024, 100 * 1024).unwrap();
         assert!(config.fits(config.memory.bytes() as usize, 1).is_err());
     }
@@ -164,7 +167,7 @@ fn name_other_than_file_stem_names_file_and_field() {
 
 #[test]
 fn unknown_field_names_file_and_field() {
-    let (path, err) = load_broken("unknown", "width = 28", "width = 28\ndepth = 3");
+    let (path, err) = load_broken("unknown", "width = 32", "width = 32\ndepth = 3");
     assert_eq!(err.kind(), BoardConfigErrorKind::Schema);
     assert_names(&path, &err, "model.depth");
     assert!(err.to_string().contains("unknown field `depth`"), "{err}");
@@ -183,7 +186,7 @@ fn unknown_triple_names_file_and_field() {
 
 #[test]
 fn wrong_type_names_file_and_field() {
-    let (path, err) = load_broken("type", "height = 28", "height = \"28\"");
+    let (path, err) = load_broken("type", "height = 24", "height = \"24\"");
     assert_eq!(err.kind(), BoardConfigErrorKind::Schema);
     assert_names(&path, &err, "model.height");
     assert!(err.to_string().contains("invalid type"), "{err}");
@@ -202,7 +205,7 @@ fn missing_field_names_file_and_field() {
 
 #[test]
 fn syntax_error_names_file_and_field() {
-    let (path, err) = load_broken("syntax", "width = 28", "width = 28 28");
+    let (path, err) = load_broken("syntax", "width = 32", "width = 32 32");
     assert_eq!(err.kind(), BoardConfigErrorKind::Syntax);
     assert_names(&path, &err, "model.width");
 }

@@ -30,10 +30,10 @@ pub struct DataConfig {
     /// Images held out for calibration (never trained on): the last ones of the train split.
     #[serde(default = "default_validation")]
     pub validation: usize,
-    /// Hold the validation images out evenly spread over the set instead of from its end:
-    /// for video frames, where the end of the clip is not like the rest of it.
+    /// Train on perturbed images: each level replaced by a random one with this probability
+    /// (a background model for likelihood-ratio scores; Ren et al. 2019 use 0.1 to 0.3).
     #[serde(default)]
-    pub validation_spread: bool,
+    pub mutation_rate: Option<f64>,
     /// Use only the first `limit` training images (quick runs and tests).
     #[serde(default)]
     pub limit: Option<usize>,
@@ -90,6 +90,11 @@ pub struct OptimConfig {
     /// Seeds initialisation, shuffling and dequantisation noise.
     #[serde(default)]
     pub seed: u64,
+    /// Every this many steps (and at the end), measure the held-out images' mean bits/dim and
+    /// keep the weights where it was lowest (early stopping): the final model is those
+    /// weights. Off by default.
+    #[serde(default)]
+    pub validate_every: Option<usize>,
     /// Save a checkpoint every this many steps.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
@@ -159,6 +164,16 @@ impl TrainConfig {
                 "train.lr must be positive, got {}",
                 train.lr
             )));
+        }
+        if let Some(rate) = config.data.mutation_rate
+            && !(0.0..=1.0).contains(&rate)
+        {
+            return Err(invalid(format!(
+                "data.mutation_rate must be in [0, 1], got {rate}"
+            )));
+        }
+        if train.validate_every == Some(0) {
+            return Err(invalid("train.validate_every must be positive".into()));
         }
         if !(config.model.alpha > 0.0 && config.model.alpha < 0.5) {
             return Err(invalid(format!(

@@ -22,6 +22,10 @@ pub mod files {
     pub const CHECKPOINT_MODEL: &str = "checkpoint-model.bpk";
     /// Latest checkpoint: optimiser state.
     pub const CHECKPOINT_OPTIM: &str = "checkpoint-optim.bpk";
+    /// With `train.validate_every`: the weights with the lowest held-out bits/dim so far.
+    pub const BEST_MODEL: &str = "best-model.bpk";
+    /// Their step and held-out bits/dim, `"<step> <bpd>"`.
+    pub const BEST: &str = "best.txt";
     /// Latest checkpoint: the step it was taken after.
     pub const CHECKPOINT_STEP: &str = "checkpoint-step.txt";
     /// Final weights.
@@ -103,17 +107,30 @@ impl ImageSet {
         Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
     }
 
-    /// The images at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> ImageSet {
-        let mut pixels = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
+    /// [`ImageSet::batch`] with each level replaced, with probability `rate`, by a uniform
+    /// random level: the perturbed inputs a background model for likelihood ratios learns
+    /// from (Ren et al. 2019). Seeded.
+    pub fn mutated_batch(
+        &self,
+        indices: &[usize],
+        device: &Device,
+        rate: f64,
+        seed: u64,
+    ) -> Tensor<4> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut values = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
         for &index in indices {
-            pixels.extend_from_slice(self.image(index));
+            values.extend(self.image(index).iter().map(|&v| {
+                if rng.random_bool(rate) {
+                    f32::from(rng.random::<u8>())
+                } else {
+                    f32::from(v)
+                }
+            }));
         }
-        ImageSet {
-            pixels,
-            count: indices.len(),
-            shape: self.shape,
-        }
+        let [c, h, w] = self.shape;
+        Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
     }
 
     /// Images `range` of this set.
@@ -173,30 +190,11 @@ pub fn training_data(config: &TrainConfig, data_dir: &Path) -> Result<(ImageSet,
         }
     };
     let validation = config.data.validation.min(all.count / 2);
-    let (train, held_out) = if config.data.validation_spread {
-        let held_out_indices = spread_indices(all.count, validation);
-        let train_indices: Vec<usize> = (0..all.count)
-            .filter(|i| held_out_indices.binary_search(i).is_err())
-            .collect();
-        (all.select(&train_indices), all.select(&held_out_indices))
-    } else {
-        (
-            all.slice(0..all.count - validation),
-            all.slice(all.count - validation..all.count),
-        )
-    };
-    let train_end = config
-        .data
-        .limit
-        .map_or(train.count, |limit| limit.min(train.count));
-    Ok((train.slice(0..train_end), held_out))
-}
-
-/// `picks` indices evenly spread over `0..count`, ascending and distinct (`picks <= count`).
-fn spread_indices(count: usize, picks: usize) -> Vec<usize> {
-    (0..picks)
-        .map(|i| ((2 * i + 1) * count) / (2 * picks))
-        .collect()
+    let held_out = all.slice(all.count - validation..all.count);
+    let train_end = config.data.limit.map_or(all.count - validation, |limit| {
+        limit.min(all.count - validation)
+    });
+    Ok((all.slice(0..train_end), held_out))
 }
 
 /// Touches every parameter so lazily initialised ones draw from the RNG now, in a fixed order:
@@ -298,20 +296,6 @@ fn permutation(count: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-#[cfg(test)]
-mod split_tests {
-    use super::spread_indices;
-
-    #[test]
-    fn spread_indices_are_even_and_distinct() {
-        assert_eq!(spread_indices(600, 6), [50, 150, 250, 350, 450, 550]);
-        assert_eq!(spread_indices(10, 10), (0..10).collect::<Vec<_>>());
-        assert!(spread_indices(7, 0).is_empty());
-        let picks = spread_indices(541, 60);
-        assert!(picks.windows(2).all(|w| w[0] < w[1]) && picks[59] < 541);
-    }
-}
-
 /// Outcome of a run.
 #[derive(Debug, Clone)]
 pub struct TrainReport {
@@ -321,6 +305,9 @@ pub struct TrainReport {
     pub final_bits_per_dim: f64,
     /// Training throughput.
     pub images_per_second: f64,
+    /// With `train.validate_every`: the step whose weights were kept and their held-out
+    /// mean bits/dim.
+    pub best: Option<(usize, f64)>,
     /// The final weights.
     pub model_path: PathBuf,
 }
@@ -337,8 +324,9 @@ pub fn train(
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     std::fs::write(out_dir.join(files::CONFIG), config.to_toml())?;
-    let (train_set, _) = training_data(config, data_dir)?;
-    let device = self::device(compute)?.autodiff();
+    let (train_set, held_out) = training_data(config, data_dir)?;
+    let inner_device = self::device(compute)?;
+    let device = inner_device.clone().autodiff();
     let mut model = seeded_model(config, &device)?;
     let mut optim = optimizer(config);
     let mut start = 0;
@@ -373,9 +361,32 @@ pub fn train(
     bar.set_position(start as u64);
     let started = Instant::now();
     let mut recent = std::collections::VecDeque::new();
+    let best_file = out_dir.join(files::BEST);
+    let mut best: Option<(usize, f64, FlowModel)> = None;
+    if resume && start > 0 && best_file.exists() {
+        let best_model = model
+            .clone()
+            .try_load_file(out_dir.join(files::BEST_MODEL))
+            .map_err(|e| anyhow::anyhow!("cannot load the best weights so far: {e:?}"))?;
+        let text = std::fs::read_to_string(&best_file)?;
+        let (step, bpd) = text
+            .split_once(' ')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .context("bad best-weights file")?;
+        best = Some((step, bpd, best_model));
+    }
+    let mut validation_note = String::new();
     for step in start..steps {
         let indices = batch_indices(config.train.seed, train_set.count, config.train.batch, step);
-        let levels = train_set.batch(&indices, &device);
+        let levels = match config.data.mutation_rate {
+            Some(rate) => train_set.mutated_batch(
+                &indices,
+                &device,
+                rate,
+                config.train.seed ^ (step as u64).wrapping_mul(0xd1b5_4a32_d192_ed03),
+            ),
+            None => train_set.batch(&indices, &device),
+        };
         // Per-step seed: the dequantisation noise is the same whether or not the run resumed.
         device.seed(config.train.seed.wrapping_add(1 + step as u64));
         let log_likelihood = model.log_likelihood(levels, true);
@@ -399,8 +410,27 @@ pub fn train(
         let done = step + 1 - start;
         let rate = (done * config.train.batch) as f64 / started.elapsed().as_secs_f64();
         bar.set_position(step as u64 + 1);
+        if let Some(every) = config.train.validate_every
+            && ((step + 1) % every == 0 || step + 1 == steps)
+        {
+            let lls = log_likelihoods_on(&model.valid(), &held_out, 256, &inner_device)?;
+            let bpd = -lls.iter().sum::<f64>()
+                / (lls.len().max(1) as f64 * dims * std::f64::consts::LN_2);
+            if best.as_ref().is_none_or(|(_, best_bpd, _)| bpd < *best_bpd) {
+                model
+                    .clone()
+                    .save_file(out_dir.join(files::BEST_MODEL))
+                    .map_err(|e| anyhow::anyhow!("cannot save the best weights: {e:?}"))?;
+                std::fs::write(&best_file, format!("{} {bpd}\n", step + 1))?;
+                best = Some((step + 1, bpd, model.clone()));
+            }
+            if let Some((best_step, best_bpd, _)) = &best {
+                validation_note =
+                    format!("  held-out {bpd:.3} bpd (best {best_bpd:.3} at {best_step})");
+            }
+        }
         bar.set_message(format!(
-            "loss {loss_value:.1} nats  {bits_per_dim:.3} bpd  {rate:.0} img/s"
+            "loss {loss_value:.1} nats  {bits_per_dim:.3} bpd  {rate:.0} img/s{validation_note}"
         ));
         let checkpoint = (step + 1) % config.train.checkpoint_every == 0 || step + 1 == steps;
         if checkpoint {
@@ -416,6 +446,10 @@ pub fn train(
         }
     }
     bar.finish();
+    let best = best.map(|(step, bpd, best_model)| {
+        model = best_model;
+        (step, bpd)
+    });
     let model_path = out_dir.join(files::MODEL);
     model
         .clone()
@@ -428,6 +462,7 @@ pub fn train(
         images_per_second: (steps_run * config.train.batch) as f64
             / started.elapsed().as_secs_f64().max(1e-9),
         model_path,
+        best,
     };
     Ok((report, model))
 }
@@ -443,11 +478,20 @@ pub fn load_for_eval(config: &TrainConfig, weights: &Path) -> Result<FlowModel> 
 
 /// Log-likelihood (nats) of every image, in batches, without gradients.
 pub fn log_likelihoods(model: &FlowModel, images: &ImageSet, batch: usize) -> Result<Vec<f64>> {
-    let device = Device::flex();
+    log_likelihoods_on(model, images, batch, &Device::flex())
+}
+
+/// [`log_likelihoods`] of a model on `device`.
+pub fn log_likelihoods_on(
+    model: &FlowModel,
+    images: &ImageSet,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(images.count);
     let indices: Vec<usize> = (0..images.count).collect();
     for chunk in indices.chunks(batch.max(1)) {
-        let levels = images.batch(chunk, &device);
+        let levels = images.batch(chunk, device);
         let values = crate::export::values(model.log_likelihood(levels, false))?;
         out.extend(values.into_iter().map(f64::from));
     }

@@ -35,6 +35,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
         "trained {} steps: {:.3} bits/dim (mean of the last steps), {:.0} images/s",
         report.steps_run, report.final_bits_per_dim, report.images_per_second
     );
+    if let Some((step, bpd)) = report.best {
+        eprintln!("kept the weights of step {step}: held-out {bpd:.3} bits/dim");
+    }
     let provenance = format!("flowgate train --config {}", args.config.display());
     let bytes = to_file_bytes(
         &model.for_inference(),
@@ -330,6 +333,27 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
         threshold = None;
         eprintln!("OOD score for this report: bits/dim - deflate bits/dim (not the model's)");
+    }
+    if let Some(background) = &args.background {
+        let inputs = std::iter::once(&args.in_dist).chain(&args.ood);
+        let sets = std::iter::once(&mut in_scores).chain(ood.iter_mut().map(|(_, s)| s));
+        for (path, scores) in inputs.zip(sets) {
+            anyhow::ensure!(
+                scores.complexity.len() == scores.bits_per_dim.len(),
+                "--background needs image inputs, not score CSVs"
+            );
+            let background_bpd = bits_per_dim(background, path, args.limit)?;
+            anyhow::ensure!(
+                background_bpd.len() == scores.bits_per_dim.len(),
+                "{}: the background scored another number of images",
+                path.display()
+            );
+            scores.ood_scores = (scores.bits_per_dim.iter().zip(&background_bpd))
+                .map(|(bpd, background)| bpd - background)
+                .collect();
+        }
+        threshold = None;
+        eprintln!("OOD score for this report: bits/dim - background bits/dim (not the model's)");
     }
     let ood_sets: Vec<ScoreSet<'_>> = ood
         .iter()

@@ -142,6 +142,12 @@ pub struct EvalArgs {
     /// Needs image inputs (not score CSVs); no threshold applies.
     #[arg(long)]
     pub complexity: bool,
+    /// Rank by the likelihood ratio against this background model (a run folder or *.fgm,
+    /// e.g. the same flow trained with `data.mutation_rate`): bits/dim minus the
+    /// background's bits/dim (Ren et al. 2019). A comparison the trainer measures, not a
+    /// score the gate computes; needs image inputs; no threshold applies.
+    #[arg(long, value_name = "RUN|FILE", conflicts_with = "complexity")]
+    pub background: Option<PathBuf>,
     /// Write the report as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
