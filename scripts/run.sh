@@ -10,15 +10,15 @@
 #  5. gate every set with the edge binary (`flowgate-edge score`) and summarise its scores:
 #     per set AUROC and share rejected, plus score histograms and ROC curves.
 #
-# Environment: CAMERA_CONFIG (default camera-cycle-mask-l16), CAMERA_SCORE (typical | bpd,
-# default typical), FLOWGATE_STEPS (override the config's steps, e.g. 200 for a quick look),
+# Environment: CAMERA_CONFIG (default camera-realnvp), CAMERA_SCORE (bpd | typical,
+# default bpd), FLOWGATE_STEPS (override the config's steps, e.g. 200 for a quick look),
 # RUNS (default runs/). Outputs land in $RUNS/camera/: the model, score CSVs, eval.json, plots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs="${RUNS:-runs}"
-config="${CAMERA_CONFIG:-camera-cycle-mask-l16}"
-score="${CAMERA_SCORE:-typical}"
+config="${CAMERA_CONFIG:-camera-realnvp}"
+score="${CAMERA_SCORE:-bpd}"
 out="$runs/camera"
 frames=data/camera
 steps_flag=()

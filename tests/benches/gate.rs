@@ -3,7 +3,7 @@
 //!
 //! For each `configs/*.toml` the bench builds the flow (seeded initial weights: speed does not
 //! depend on the values), exports it as f32 and as int8, and measures:
-//! - `runtime-f32/<config>` and `runtime-int8/<config>`: `Gate::score` of one 28x28 frame on
+//! - `runtime-f32/<config>` and `runtime-int8/<config>`: `Gate::score` of one frame on
 //!   one core (the gate is single-threaded);
 //! - `burn-cpu/<config>`: the trainer's `FlowModel::log_likelihood` of one frame (batch 1) on
 //!   burn's flex backend (which may use both cores).
@@ -42,8 +42,8 @@ fn configs() -> Vec<(String, TrainConfig)> {
         .collect()
 }
 
-fn frame_pixels(size: usize) -> Vec<u8> {
-    (0..size * size).map(|i| ((i * 37) % 251) as u8).collect()
+fn frame_pixels(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 37) % 251) as u8).collect()
 }
 
 fn bench_gate(c: &mut Criterion) {
@@ -66,7 +66,7 @@ fn bench_gate(c: &mut Criterion) {
             f32_bytes.len(),
             int8_bytes.len()
         );
-        let pixels = frame_pixels(h);
+        let pixels = frame_pixels(h * w);
         let frame = Frame::packed(&pixels, w as u32, h as u32, PixelFormat::Gray8).unwrap();
 
         for (kind, bytes) in [("runtime-f32", &f32_bytes), ("runtime-int8", &int8_bytes)] {

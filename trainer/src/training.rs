@@ -362,18 +362,16 @@ pub fn train(
     let started = Instant::now();
     let mut recent = std::collections::VecDeque::new();
     let best_file = out_dir.join(files::BEST);
-    let mut best: Option<(usize, f64, FlowModel)> = None;
+    // Only the step and score stay in memory: a clone of the model would share batch-norm
+    // running statistics with the model still training.
+    let mut best: Option<(usize, f64)> = None;
     if resume && start > 0 && best_file.exists() {
-        let best_model = model
-            .clone()
-            .try_load_file(out_dir.join(files::BEST_MODEL))
-            .map_err(|e| anyhow::anyhow!("cannot load the best weights so far: {e:?}"))?;
         let text = std::fs::read_to_string(&best_file)?;
-        let (step, bpd) = text
+        let parsed = text
             .split_once(' ')
             .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
             .context("bad best-weights file")?;
-        best = Some((step, bpd, best_model));
+        best = Some(parsed);
     }
     let mut validation_note = String::new();
     for step in start..steps {
@@ -416,15 +414,15 @@ pub fn train(
             let lls = log_likelihoods_on(&model.valid(), &held_out, 256, &inner_device)?;
             let bpd = -lls.iter().sum::<f64>()
                 / (lls.len().max(1) as f64 * dims * std::f64::consts::LN_2);
-            if best.as_ref().is_none_or(|(_, best_bpd, _)| bpd < *best_bpd) {
+            if best.is_none_or(|(_, best_bpd)| bpd < best_bpd) {
                 model
                     .clone()
                     .save_file(out_dir.join(files::BEST_MODEL))
                     .map_err(|e| anyhow::anyhow!("cannot save the best weights: {e:?}"))?;
                 std::fs::write(&best_file, format!("{} {bpd}\n", step + 1))?;
-                best = Some((step + 1, bpd, model.clone()));
+                best = Some((step + 1, bpd));
             }
-            if let Some((best_step, best_bpd, _)) = &best {
+            if let Some((best_step, best_bpd)) = &best {
                 validation_note =
                     format!("  held-out {bpd:.3} bpd (best {best_bpd:.3} at {best_step})");
             }
@@ -446,10 +444,11 @@ pub fn train(
         }
     }
     bar.finish();
-    let best = best.map(|(step, bpd, best_model)| {
-        model = best_model;
-        (step, bpd)
-    });
+    if best.is_some() {
+        model = model
+            .try_load_file(out_dir.join(files::BEST_MODEL))
+            .map_err(|e| anyhow::anyhow!("cannot load the best weights: {e:?}"))?;
+    }
     let model_path = out_dir.join(files::MODEL);
     model
         .clone()
