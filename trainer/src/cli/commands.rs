@@ -376,9 +376,35 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             &Default::default(),
         )?;
         plots::roc_curves(&dir.join("roc.png"), in_set, &ood_sets, &Default::default())?;
+        if args.model.is_dir() {
+            write_diagnostics(&args, &dir.join("diagnostics.png"))?;
+        }
         eprintln!("wrote plots into {}", dir.display());
     }
     Ok(())
+}
+
+/// The diagnostic pictures of a run's flow on the first images of the in-distribution set
+/// and of up to two OOD sets (image inputs only).
+fn write_diagnostics(args: &EvalArgs, path: &Path) -> Result<()> {
+    let (config, model) = load_run(&args.model)?;
+    let shape = [
+        config.model.channels,
+        config.model.height,
+        config.model.width,
+    ];
+    let mut sets = Vec::new();
+    for input in std::iter::once(&args.in_dist).chain(args.ood.iter().take(2)) {
+        if input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            continue;
+        }
+        let set = data::inputs::load_input(input, shape, Some(3))?.set;
+        sets.push((set_name(input), set));
+    }
+    crate::eval::diagnostics::write_diagnostics(path, &model, &sets, 3)
 }
 
 pub fn calibrate(args: CalibrateArgs) -> Result<()> {

@@ -151,7 +151,9 @@ pub struct EvalArgs {
     /// Write the report as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write bits/dim histograms and ROC curves (PNG) into this folder.
+    /// Write bits/dim histograms and ROC curves (PNG) into this folder; with a run folder as
+    /// --model, also diagnostics.png: the latent z and the first coupling's -t of a few images
+    /// of each set (the paper's pictures).
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
 }

@@ -344,6 +344,45 @@ impl FlowModel {
         (latent, log_det)
     }
 
+    /// The poster's diagnostic pictures of `levels` (no dequantisation noise): the latent z
+    /// laid out as the image (factored-out parts and squeezes undone), and what the first
+    /// coupling saw and the shift it applied.
+    pub fn diagnostics(&self, levels: Tensor<4>) -> Diagnostics {
+        let (y, _) = levels_to_flow_input(levels, self.config.alpha, false);
+        let (mut parts, _) = self.forward_to_latent(y.clone());
+        let mut z = parts.pop().unwrap_or_else(|| y.clone());
+        for step in self.steps.iter().rev() {
+            match *step {
+                Step::FactorOut(_) => {
+                    if let Some(part) = parts.pop() {
+                        z = Tensor::cat(vec![z, part], 1);
+                    }
+                }
+                Step::Squeeze => z = unsqueeze(z),
+                _ => {}
+            }
+        }
+        let mut x = y.clone();
+        let mut coupling = None;
+        for step in &self.steps {
+            match *step {
+                Step::Coupling(i) => {
+                    coupling = Some(self.couplings[i].forward_traced(x).2);
+                    break;
+                }
+                Step::ActNorm(i) => x = self.actnorms[i].forward(x).0,
+                Step::InvConv(i) => x = self.inv_convs[i].forward(x).0,
+                Step::Squeeze => x = squeeze(x),
+                Step::FactorOut(keep) => x = x.narrow(1, 0, keep),
+            }
+        }
+        Diagnostics {
+            input: y,
+            latent: z,
+            first_coupling: coupling,
+        }
+    }
+
     /// The same flow for evaluation: plain (non-autodiff) tensors, batch-norms on their
     /// running statistics. Export and scoring use this.
     pub fn for_inference(&self) -> Self {
@@ -356,10 +395,49 @@ impl FlowModel {
     }
 }
 
+/// See [`FlowModel::diagnostics`].
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    /// The flow's input (the logit of the dequantised image), `[B, C, H, W]`.
+    pub input: Tensor<4>,
+    /// The latent z in the input's layout, `[B, C, H, W]`.
+    pub latent: Tensor<4>,
+    /// The first coupling's network input and shift (in its own layout: squeezed for Glow).
+    pub first_coupling: Option<coupling::CouplingTrace>,
+}
+
+/// The inverse of [`squeeze`]: `[B, 4C, H, W] -> [B, C, 2H, 2W]`.
+pub fn unsqueeze(x: Tensor<4>) -> Tensor<4> {
+    let [b, c4, h, w] = x.dims();
+    x.reshape([b, c4 / 4, 2, 2, h, w])
+        .permute([0, 1, 4, 2, 5, 3])
+        .reshape([b, c4 / 4, h * 2, w * 2])
+}
+
 /// The paper's squeeze: `[B, C, H, W] -> [B, 4C, H/2, W/2]`, output channel `4c + 2dy + dx`.
 pub fn squeeze(x: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h / 2, 2, w / 2, 2])
         .permute([0, 1, 3, 5, 2, 4])
         .reshape([b, c * 4, h / 2, w / 2])
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn unsqueeze_inverts_squeeze() {
+        let device = Device::flex();
+        let values: Vec<f32> = (0..2 * 3 * 4 * 6).map(|v| v as f32).collect();
+        let x: Tensor<4> =
+            Tensor::from_data(TensorData::new(values.clone(), [2, 3, 4, 6]), &device);
+        let squeezed = squeeze(x);
+        assert_eq!(squeezed.dims(), [2, 12, 2, 3]);
+        let back = unsqueeze(squeezed)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32");
+        assert_eq!(back, values);
+    }
 }
