@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Fashion-MNIST job (the paper's experiment), end to end: fetch the real data, train the paper's baseline flow (a
+# The paper's experiment, end to end: fetch the real data, train the paper's baseline flow (a
 # checkerboard RealNVP) and the cycle-mask flow on Fashion-MNIST, calibrate their thresholds,
 # evaluate them against MNIST (the paper's failure case: the baseline prefers MNIST), and
-# score images with the edge runtime.
+# score images with the edge runtime. (The main job, the camera gate, is scripts/run.sh.)
 #
 # Environment: FLOWGATE_STEPS overrides every config's step count (e.g. 200 for a quick look);
 # RUNS (default runs/) is where the runs go.
