@@ -373,7 +373,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             &dir.join("bpd_histograms.png"),
             in_set,
             &ood_sets,
-            &Default::default(),
+            &plots::HistogramOptions {
+                range: focus_range(&in_scores.ood_scores, &ood)?,
+                x_label: "OOD score (higher = more anomalous)".to_owned(),
+                title: "OOD scores".to_owned(),
+                ..Default::default()
+            },
         )?;
         plots::roc_curves(&dir.join("roc.png"), in_set, &ood_sets, &Default::default())?;
         if args.model.is_dir() {
@@ -382,6 +387,27 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         eprintln!("wrote plots into {}", dir.display());
     }
     Ok(())
+}
+
+/// A histogram range around the in-distribution scores when some OOD scores lie far beyond
+/// them (a covered lens scores 40 times a normal frame): from the lowest score to the
+/// in-distribution 99th percentile plus five times its distance from the median. Sets beyond
+/// it are still counted in the legend. `None` (everything) when all scores fit.
+fn focus_range(in_scores: &[f64], ood: &[(String, SetScores)]) -> Result<Option<(f64, f64)>> {
+    use crate::eval::metrics;
+    let [median, p99] = metrics::quantiles(in_scores, &[0.5, 0.99])?[..] else {
+        return Ok(None);
+    };
+    let all = in_scores
+        .iter()
+        .chain(ood.iter().flat_map(|(_, s)| &s.ood_scores))
+        .copied()
+        .filter(|s| s.is_finite());
+    let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+        (lo.min(s), hi.max(s))
+    });
+    let focus = p99 + 5.0 * (p99 - median).max(1e-3);
+    Ok((high > focus && low < focus).then_some((low, focus)))
 }
 
 /// The diagnostic pictures of a run's flow on the first images of the in-distribution set
