@@ -436,7 +436,7 @@ mod layout_tests {
         assert_eq!(squeezed.dims(), [2, 12, 2, 3]);
         let back = unsqueeze(squeezed)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .expect("f32");
         assert_eq!(back, values);
     }
