@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::data;
 
 mod commands;
+mod scores;
 
 /// flowgate's trainer: trains normalizing flows on normal images, scores and exports them
 /// for the edge gate (`flowgate-edge`).

@@ -1,0 +1,190 @@
+//! Scores of a whole input for `eval`, `calibrate` and `quantize`: images read from an idx
+//! file, an image folder or a score CSV, scored by burn (a run folder) or the edge gate (a
+//! model file).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::commands::load_run;
+use crate::data;
+use crate::training::{self, ImageSet};
+
+/// Loads a scoring input and reports the image files it had to skip.
+pub(super) fn load_scored_input(
+    path: &Path,
+    shape: [usize; 3],
+    limit: Option<usize>,
+) -> Result<data::inputs::InputImages> {
+    let input = data::inputs::load_input(path, shape, limit)?;
+    for skipped in &input.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
+    Ok(input)
+}
+
+/// Bits/dim and OOD scores of the images of an input (idx file, image or folder).
+#[derive(Debug, Clone, Default)]
+pub(super) struct SetScores {
+    pub(super) bits_per_dim: Vec<f64>,
+    pub(super) ood_scores: Vec<f64>,
+    /// Deflate-compressed bits per dimension of each image (empty for score CSVs).
+    pub(super) complexity: Vec<f64>,
+}
+
+/// Scores every image of an input under a run (burn: the OOD score is bits/dim) or a model
+/// file (the edge runtime: the model's own OOD score).
+pub(super) fn set_scores(model: &Path, input: &Path, limit: Option<usize>) -> Result<SetScores> {
+    if input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        let mut scores = read_score_csv(input)?;
+        if let Some(limit) = limit {
+            scores.bits_per_dim.truncate(limit);
+            scores.ood_scores.truncate(limit);
+        }
+        return Ok(scores);
+    }
+    if model.is_dir() {
+        let (config, flow) = load_run(model)?;
+        let shape = [
+            config.model.channels,
+            config.model.height,
+            config.model.width,
+        ];
+        let set = load_scored_input(input, shape, limit)?.set;
+        let dims = shape.iter().product::<usize>() as f64 * std::f64::consts::LN_2;
+        let lls = training::log_likelihoods(&flow, &set, 256)?;
+        let bits_per_dim: Vec<f64> = lls.iter().map(|ll| -ll / dims).collect();
+        return Ok(SetScores {
+            ood_scores: bits_per_dim.clone(),
+            bits_per_dim,
+            complexity: complexity(&set)?,
+        });
+    }
+    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let gate = flowgate_edge::Gate::new(&bytes).with_context(|| model.display().to_string())?;
+    let spec = gate.model().input;
+    let shape = [
+        spec.channels as usize,
+        spec.height as usize,
+        spec.width as usize,
+    ];
+    let set = load_scored_input(input, shape, limit)?.set;
+    Ok(SetScores {
+        complexity: complexity(&set)?,
+        ..gate_scores(&gate, &set)?
+    })
+}
+
+/// Each image's deflate-compressed size (best compression) in bits per dimension: a generic
+/// compressor's estimate of how complex the image is.
+fn complexity(set: &ImageSet) -> Result<Vec<f64>> {
+    use flate2::{Compression, write::DeflateEncoder};
+    (0..set.count)
+        .map(|index| {
+            let image = set.image(index);
+            let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
+            encoder.write_all(image)?;
+            let bytes = encoder.finish()?;
+            Ok(bytes.len() as f64 * 8.0 / image.len() as f64)
+        })
+        .collect()
+}
+
+/// Scores already computed, as `flowgate score` and `flowgate-edge score` write them
+/// (columns `source,frame,log_likelihood,bits_per_dim,ood_score,decision`).
+fn read_score_csv(path: &Path) -> Result<SetScores> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header.iter().position(|h| *h == name).with_context(|| {
+            format!(
+                "{}: no '{name}' column (expected a score CSV of flowgate or flowgate-edge)",
+                path.display()
+            )
+        })
+    };
+    let (bpd_column, score_column) = (column("bits_per_dim")?, column("ood_score")?);
+    let mut scores = SetScores::default();
+    for (index, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+        // Sources may hold commas (quoted); the numeric columns are counted from the end.
+        let fields: Vec<&str> = line.rsplitn(header.len(), ',').collect();
+        let field = |column: usize| -> Result<f64> {
+            let from_end = header.len() - 1 - column;
+            fields
+                .get(from_end)
+                .and_then(|f| f.parse::<f64>().ok())
+                .with_context(|| format!("{} line {}: not a number", path.display(), index + 2))
+        };
+        scores.bits_per_dim.push(field(bpd_column)?);
+        scores.ood_scores.push(field(score_column)?);
+    }
+    anyhow::ensure!(
+        !scores.ood_scores.is_empty(),
+        "{}: no score rows",
+        path.display()
+    );
+    Ok(scores)
+}
+
+/// The gate's verdicts on images already at its input size.
+pub(super) fn gate_scores(gate: &flowgate_edge::Gate<'_>, set: &ImageSet) -> Result<SetScores> {
+    let mut scratch = vec![0f32; gate.scratch_len()];
+    let mut scores = SetScores::default();
+    for index in 0..set.count {
+        for (slot, &level) in scratch.iter_mut().zip(set.image(index)) {
+            *slot = f32::from(level);
+        }
+        let verdict = gate.score_levels_in_scratch(&mut scratch)?;
+        scores.bits_per_dim.push(verdict.bits_per_dim);
+        scores.ood_scores.push(verdict.ood_score);
+    }
+    Ok(scores)
+}
+
+/// Bits/dim of every image of an input under a run or a model file.
+pub(super) fn bits_per_dim(model: &Path, input: &Path, limit: Option<usize>) -> Result<Vec<f64>> {
+    Ok(set_scores(model, input, limit)?.bits_per_dim)
+}
+
+/// A set's name: its folder (`fashion-mnist`, `mnist`) and file stem; a folder's own name;
+/// a score CSV's stem.
+pub(super) fn set_name(path: &Path) -> String {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return path
+            .file_stem()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    }
+    if path.is_dir() {
+        return path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+    }
+    let folder = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = path
+        .file_name()
+        .map(|f| {
+            f.to_string_lossy()
+                .replace("-images-idx3-ubyte", "")
+                .replace(".gz", "")
+        })
+        .unwrap_or_default();
+    if folder.is_empty() {
+        stem
+    } else {
+        format!("{folder}/{stem}")
+    }
+}
