@@ -92,11 +92,9 @@ fn header_bytes_are_pinned() {
     assert_eq!(crc, crc32fast::hash(&file[HEADER_LEN..]));
 }
 
-/// The smallest model (no flow layers: an independent Gaussian on the logits), byte for byte.
-/// A change here breaks every model file in the field: bump FORMAT_VERSION with it.
-#[test]
-fn minimal_model_wire_bytes_are_pinned() {
-    let model = Model {
+/// A 1x2x3 model without flow layers (an independent Gaussian on the logits).
+fn minimal_model(score: ScoreKind) -> Model<'static> {
+    Model {
         name: "m",
         provenance: "",
         input: InputSpec {
@@ -107,9 +105,16 @@ fn minimal_model_wire_bytes_are_pinned() {
             resize: Resize::Exact,
         },
         flow: Seq::from_vec(Vec::new()),
-        score: ScoreKind::BitsPerDim,
+        score,
         threshold: None,
-    };
+    }
+}
+
+/// The smallest model (no flow layers: an independent Gaussian on the logits), byte for byte.
+/// A change here breaks every model file in the field: bump FORMAT_VERSION with it.
+#[test]
+fn minimal_model_wire_bytes_are_pinned() {
+    let model = minimal_model(ScoreKind::BitsPerDim);
     let file = encode(&model).expect("valid");
     let payload = &file[HEADER_LEN..];
     let alpha = 0.05f32.to_le_bytes();
@@ -135,20 +140,7 @@ fn minimal_model_wire_bytes_are_pinned() {
 /// refused.
 #[test]
 fn typical_score_round_trips_and_needs_a_finite_center() {
-    let mut model = Model {
-        name: "m",
-        provenance: "",
-        input: InputSpec {
-            channels: 1,
-            height: 2,
-            width: 3,
-            preprocess: Preprocess::Logit { alpha: 0.05 },
-            resize: Resize::Exact,
-        },
-        flow: Seq::from_vec(Vec::new()),
-        score: ScoreKind::TypicalBitsPerDim { center: 4.5 },
-        threshold: None,
-    };
+    let mut model = minimal_model(ScoreKind::TypicalBitsPerDim { center: 4.5 });
     let file = encode(&model).expect("valid");
     let payload = &file[HEADER_LEN..];
     let tail: Vec<u8> = [&[1][..], &4.5f32.to_le_bytes(), &[0]].concat();
