@@ -64,6 +64,9 @@ impl Corruption {
 /// Applies `kind` to a gray frame. `rng` draws the random parts (noise, positions, angles).
 pub fn corrupt(frame: &GrayImage, kind: Corruption, rng: &mut StdRng) -> Result<GrayImage> {
     let (width, height) = frame.dimensions();
+    if width < 8 || height < 8 {
+        bail!("a {width}x{height} frame is too small to corrupt (at least 8x8)");
+    }
     Ok(match kind {
         Corruption::Black => GrayImage::from_pixel(width, height, Luma([0])),
         Corruption::White => GrayImage::from_pixel(width, height, Luma([255])),
@@ -215,6 +218,15 @@ mod tests {
             let out = corrupt(&frame, kind, &mut rng).unwrap();
             assert_eq!(out.dimensions(), frame.dimensions(), "{kind:?}");
             assert_ne!(out, frame, "{kind:?} left the frame unchanged");
+        }
+    }
+
+    #[test]
+    fn tiny_frames_are_an_error_not_a_panic() {
+        let tiny = GrayImage::from_pixel(3, 2, Luma([9]));
+        for kind in Corruption::ALL {
+            let error = corrupt(&tiny, kind, &mut StdRng::seed_from_u64(0)).unwrap_err();
+            assert!(error.to_string().contains("too small"), "{error}");
         }
     }
 
