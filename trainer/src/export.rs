@@ -75,10 +75,7 @@ fn fold_batch_norm(norm: &BatchNorm, factor: f32) -> Result<NetOp<'static>, Expo
 fn conv(conv: &Conv2d) -> Result<NetOp<'static>, ExportError> {
     let weight = conv.weight.val();
     let [out, _, kh, _] = weight.dims();
-    let bias = match &conv.bias {
-        Some(bias) => spec_tensor(bias.val())?,
-        None => spec_from_values(&[out], &vec![0.0; out])?,
-    };
+    let bias = bias_or_zeros(conv.bias.as_ref(), out)?;
     let padding = kh / 2;
     Ok(NetOp::Conv2d(Conv2dSpec {
         weight: spec_tensor(weight)?,
@@ -91,10 +88,7 @@ fn conv(conv: &Conv2d) -> Result<NetOp<'static>, ExportError> {
 fn conv_transpose(conv: &ConvTranspose2d) -> Result<NetOp<'static>, ExportError> {
     let weight = conv.weight.val();
     let [_, out, _, _] = weight.dims();
-    let bias = match &conv.bias {
-        Some(bias) => spec_tensor(bias.val())?,
-        None => spec_from_values(&[out], &vec![0.0; out])?,
-    };
+    let bias = bias_or_zeros(conv.bias.as_ref(), out)?;
     Ok(NetOp::ConvTranspose2d(ConvTranspose2dSpec {
         weight: spec_tensor(weight)?,
         bias,
@@ -104,14 +98,22 @@ fn conv_transpose(conv: &ConvTranspose2d) -> Result<NetOp<'static>, ExportError>
     }))
 }
 
+/// A layer's bias, or zeros where it has none (the format always stores one).
+fn bias_or_zeros(
+    bias: Option<&burn::module::Param<Tensor<1>>>,
+    len: usize,
+) -> Result<TensorSpec<'static>, ExportError> {
+    match bias {
+        Some(bias) => spec_tensor(bias.val()),
+        None => spec_from_values(&[len], &vec![0.0; len]),
+    }
+}
+
 /// burn stores linear weights as `[in, out]`; the format as `[out, in]`.
 fn linear(linear: &Linear) -> Result<NetOp<'static>, ExportError> {
     let weight = linear.weight.val().transpose();
     let [out, _] = weight.dims();
-    let bias = match &linear.bias {
-        Some(bias) => spec_tensor(bias.val())?,
-        None => spec_from_values(&[out], &vec![0.0; out])?,
-    };
+    let bias = bias_or_zeros(linear.bias.as_ref(), out)?;
     Ok(NetOp::Linear(LinearSpec {
         weight: spec_tensor(weight)?,
         bias,

@@ -15,7 +15,7 @@ use crate::export::{ExportInfo, to_file_bytes};
 use crate::training::{self, files};
 
 use super::scores::{
-    SetScores, bits_per_dim, gate_scores, load_scored_input, set_name, set_scores,
+    SetScores, bits_per_dim, gate_scores, is_score_csv, load_scored_input, set_name, set_scores,
 };
 
 /// The exported model inside a run folder.
@@ -141,19 +141,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         eprintln!("OOD score: {:?}", model.score);
         model.threshold.map(|t| f64::from(t.ood_score))
     };
-    let mut in_scores = set_scores(&args.model, &args.in_dist, args.limit)?;
+    let mut in_scores = set_scores(&args.model, &args.in_dist, args.limit, args.complexity)?;
     let in_name = set_name(&args.in_dist);
     let mut ood = Vec::new();
     for path in &args.ood {
-        ood.push((set_name(path), set_scores(&args.model, path, args.limit)?));
+        let scores = set_scores(&args.model, path, args.limit, args.complexity)?;
+        ood.push((set_name(path), scores));
     }
     if args.complexity {
         for scores in std::iter::once(&mut in_scores).chain(ood.iter_mut().map(|(_, s)| s)) {
-            anyhow::ensure!(
-                scores.complexity.len() == scores.bits_per_dim.len(),
-                "--complexity needs image inputs, not score CSVs"
-            );
-            scores.ood_scores = (scores.bits_per_dim.iter().zip(&scores.complexity))
+            let complexity = scores
+                .complexity
+                .as_ref()
+                .context("--complexity needs image inputs, not score CSVs")?;
+            scores.ood_scores = (scores.bits_per_dim.iter().zip(complexity))
                 .map(|(bpd, complexity)| bpd - complexity)
                 .collect();
         }
@@ -165,7 +166,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let sets = std::iter::once(&mut in_scores).chain(ood.iter_mut().map(|(_, s)| s));
         for (path, scores) in inputs.zip(sets) {
             anyhow::ensure!(
-                scores.complexity.len() == scores.bits_per_dim.len(),
+                !is_score_csv(path),
                 "--background needs image inputs, not score CSVs"
             );
             let background_bpd = bits_per_dim(background, path, args.limit)?;
@@ -247,10 +248,7 @@ fn write_diagnostics(args: &EvalArgs, path: &Path) -> Result<()> {
     ];
     let mut sets = Vec::new();
     for input in std::iter::once(&args.in_dist).chain(args.ood.iter().take(2)) {
-        if input
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-        {
+        if is_score_csv(input) {
             continue;
         }
         let set = data::inputs::load_input(input, shape, Some(3))?.set;

@@ -29,17 +29,27 @@ pub(super) fn load_scored_input(
 pub(super) struct SetScores {
     pub(super) bits_per_dim: Vec<f64>,
     pub(super) ood_scores: Vec<f64>,
-    /// Deflate-compressed bits per dimension of each image (empty for score CSVs).
-    pub(super) complexity: Vec<f64>,
+    /// Deflate-compressed bits per dimension of each image, when asked for (never for score
+    /// CSVs).
+    pub(super) complexity: Option<Vec<f64>>,
+}
+
+/// Whether `path` names a score CSV (scores already computed) rather than images.
+pub(super) fn is_score_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
 /// Scores every image of an input under a run (burn: the OOD score is bits/dim) or a model
-/// file (the edge runtime: the model's own OOD score).
-pub(super) fn set_scores(model: &Path, input: &Path, limit: Option<usize>) -> Result<SetScores> {
-    if input
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-    {
+/// file (the edge runtime: the model's own OOD score), with each image's complexity when
+/// `with_complexity`.
+pub(super) fn set_scores(
+    model: &Path,
+    input: &Path,
+    limit: Option<usize>,
+    with_complexity: bool,
+) -> Result<SetScores> {
+    if is_score_csv(input) {
         let mut scores = read_score_csv(input)?;
         if let Some(limit) = limit {
             scores.bits_per_dim.truncate(limit);
@@ -61,7 +71,7 @@ pub(super) fn set_scores(model: &Path, input: &Path, limit: Option<usize>) -> Re
         return Ok(SetScores {
             ood_scores: bits_per_dim.clone(),
             bits_per_dim,
-            complexity: complexity(&set)?,
+            complexity: with_complexity.then(|| complexity(&set)).transpose()?,
         });
     }
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
@@ -74,7 +84,7 @@ pub(super) fn set_scores(model: &Path, input: &Path, limit: Option<usize>) -> Re
     ];
     let set = load_scored_input(input, shape, limit)?.set;
     Ok(SetScores {
-        complexity: complexity(&set)?,
+        complexity: with_complexity.then(|| complexity(&set)).transpose()?,
         ..gate_scores(&gate, &set)?
     })
 }
@@ -149,16 +159,13 @@ pub(super) fn gate_scores(gate: &flowgate_edge::Gate<'_>, set: &ImageSet) -> Res
 
 /// Bits/dim of every image of an input under a run or a model file.
 pub(super) fn bits_per_dim(model: &Path, input: &Path, limit: Option<usize>) -> Result<Vec<f64>> {
-    Ok(set_scores(model, input, limit)?.bits_per_dim)
+    Ok(set_scores(model, input, limit, false)?.bits_per_dim)
 }
 
 /// A set's name: its folder (`fashion-mnist`, `mnist`) and file stem; a folder's own name;
 /// a score CSV's stem.
 pub(super) fn set_name(path: &Path) -> String {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-    {
+    if is_score_csv(path) {
         return path
             .file_stem()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
