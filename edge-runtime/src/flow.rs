@@ -1,7 +1,7 @@
 //! Runs the flow over the preprocessed input and accumulates its log-density.
 
 use flowgate_shared::validate::{Dims, coupling_net_input, plan_net};
-use flowgate_shared::{Coupling, FlowLayer, Mask, Model};
+use flowgate_shared::{Coupling, Embed, FlowLayer, Mask, Model};
 
 use crate::error::{Error, Result};
 use crate::kernels::{self, weights::Weights};
@@ -87,12 +87,38 @@ pub fn log_density(
                 total += standard_normal_log_density(leaving);
                 dims = kept;
             }
+            FlowLayer::Embed(embed) => {
+                dims = run_extractor(embed, dims, active, work)?;
+                let embedding = work.get(..dims.elements() as usize);
+                let embedding = embedding.ok_or(Error::Inconsistent)?;
+                state
+                    .get_mut(..embedding.len())
+                    .ok_or(Error::Inconsistent)?
+                    .copy_from_slice(embedding); // same length: sliced to it above
+            }
         }
     }
     let remaining = state
         .get(..dims.elements() as usize)
         .ok_or(Error::Inconsistent)?;
     Ok(total + standard_normal_log_density(remaining))
+}
+
+/// Runs a feature extractor on `input` (shape `dims`) and leaves the embedding at the start
+/// of `work`; returns its shape.
+fn run_extractor(embed: &Embed<'_>, dims: Dims, input: &[f32], work: &mut [f32]) -> Result<Dims> {
+    let plan = plan_net(&embed.net, dims, |_| Ok(())).map_err(|_| Error::Inconsistent)?;
+    // Slot 0 sits at the start of the work area.
+    copy_to_work(input, work)?;
+    let (out_slot, out_dims) = kernels::run_net(&embed.net, dims, &plan, work)?;
+    let len = out_dims.elements() as usize;
+    let offset = plan.offset(out_slot);
+    let end = offset.checked_add(len).ok_or(Error::Inconsistent)?;
+    if end > work.len() {
+        return Err(Error::Inconsistent);
+    }
+    work.copy_within(offset..end, 0); // in bounds: checked above
+    Ok(out_dims)
 }
 
 fn copy_to_work<'w>(active: &[f32], work: &'w mut [f32]) -> Result<&'w mut [f32]> {

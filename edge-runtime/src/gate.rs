@@ -22,9 +22,10 @@ pub enum Decision {
 /// The gate's judgement of one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
-    /// Log-likelihood of the (resized, discrete) frame, in nats.
+    /// Log-likelihood of the (resized, discrete) frame in nats; for a flow on embeddings, of
+    /// the frame's embedding.
     pub log_likelihood: f64,
-    /// `-log_likelihood / (D ln 2)`.
+    /// `-log_likelihood / (D ln 2)`, `D` the input's (or the embedding's) dimensions.
     pub bits_per_dim: f64,
     /// Higher = more anomalous (the model's [`flowgate_shared::ScoreKind`]).
     pub ood_score: f64,
@@ -104,9 +105,12 @@ impl<'a> Gate<'a> {
         let dims = self.input.elements() as usize;
         let input = state.get_mut(..dims).ok_or(Error::Inconsistent)?;
         let preprocess_log_det = levels_to_flow_input(self.model.input.preprocess, input);
-        let log_likelihood =
-            log_density(&self.model, self.input, state, work)? + preprocess_log_det;
-        let bits_per_dim = -log_likelihood / (dims as f64 * LN_2);
+        let mut log_likelihood = log_density(&self.model, self.input, state, work)?;
+        // A flow on embeddings models the embedding, not the pixels the preprocessing maps.
+        if !self.summary.embedded {
+            log_likelihood += preprocess_log_det;
+        }
+        let bits_per_dim = -log_likelihood / (self.summary.density_dims as f64 * LN_2);
         let ood_score = self.model.score.ood_score(bits_per_dim);
         let decision = self.model.threshold.as_ref().map(|threshold| {
             if ood_score > f64::from(threshold.ood_score) {

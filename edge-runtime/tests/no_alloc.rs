@@ -31,9 +31,17 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
+/// One test for both models: the counter is global, so a second test thread's allocations
+/// would count against the first.
 #[test]
 fn scoring_frames_allocates_nothing() {
-    let bytes = flowgate_shared::encode(&flowgate_shared::example::tiny_model()).unwrap();
+    scoring_allocates_nothing(&flowgate_shared::example::tiny_model());
+    // A flow on embeddings runs its feature extractor in the same scratch.
+    scoring_allocates_nothing(&flowgate_shared::example::tiny_embedding_model());
+}
+
+fn scoring_allocates_nothing(model: &flowgate_shared::Model<'_>) {
+    let bytes = flowgate_shared::encode(model).unwrap();
     let gate = Gate::new(&bytes).unwrap();
     let mut scratch = vec![0f32; gate.scratch_len()];
     // Frames of the model's size and of other sizes and formats (resize and luma paths).

@@ -133,6 +133,8 @@ pub enum Invalid {
     TooLarge,
     /// Quantile levels must lie in [0, 1] and ascend.
     Quantiles,
+    /// A feature extractor may only be the flow's first layer.
+    EmbedNotFirst,
 }
 
 impl fmt::Display for Error {
@@ -216,6 +218,9 @@ impl fmt::Display for Invalid {
             Invalid::Sequence => f.write_str("a sequence is malformed"),
             Invalid::TooLarge => f.write_str("sizes exceed the format's limits"),
             Invalid::Quantiles => f.write_str("quantile levels must lie in [0, 1] and ascend"),
+            Invalid::EmbedNotFirst => {
+                f.write_str("a feature extractor may only be the flow's first layer")
+            }
         }
     }
 }

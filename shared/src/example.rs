@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use crate::bytes::Seq;
 use crate::layers::{
-    ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, FlowLayer, InvertibleConv1x1,
+    ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, Embed, FlowLayer, InvertibleConv1x1,
     Linear, Mask, NetNode, NetOp, Quadrant,
 };
 use crate::model::{InputSpec, Model, Preprocess, Quantile, Resize, ScoreKind, Threshold};
@@ -231,6 +231,54 @@ pub fn tiny_model() -> Model<'static> {
             calibration_frames: 100,
             quantiles,
         }),
+    }
+}
+
+/// A 1x4x4 flow on embeddings: an extractor (conv, ReLU, max-pool, global average pool,
+/// linear) to a 4-dim embedding, an actnorm and two channel-wise couplings with MLP networks.
+pub fn tiny_embedding_model() -> Model<'static> {
+    let mut values = Values(0xe4bed);
+    let extractor = vec![
+        node(values.conv(2, 1, 3, 1), 0, 1),
+        node(NetOp::Relu, 1, 1),
+        node(
+            NetOp::MaxPool2d {
+                kernel: 2,
+                stride: 2,
+            },
+            1,
+            2,
+        ),
+        node(NetOp::GlobalAvgPool, 2, 1),
+        node(values.linear(4, 2), 1, 2),
+    ];
+    let mut flow = vec![
+        FlowLayer::Embed(Embed {
+            net: Seq::from_vec(extractor),
+        }),
+        FlowLayer::ActNorm(ActNorm {
+            bias: values.tensor(&[4], 0.1),
+            log_scale: values.tensor(&[4], 0.1),
+        }),
+    ];
+    for reverse in [false, true] {
+        let mlp = vec![
+            node(values.linear(6, 2), 0, 1),
+            node(NetOp::Relu, 1, 1),
+            node(values.linear(4, 6), 1, 2),
+        ];
+        flow.push(coupling(
+            Mask::ChannelWise { reverse },
+            values.tensor(&[2], 1.0),
+            mlp,
+        ));
+    }
+    Model {
+        name: "tiny-embedding",
+        provenance: "flowgate_shared::example::tiny_embedding_model",
+        flow: Seq::from_vec(flow),
+        threshold: None,
+        ..tiny_model()
     }
 }
 

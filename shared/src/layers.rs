@@ -32,6 +32,21 @@ pub enum FlowLayer<'a> {
         /// Channels that continue through the flow.
         keep_channels: u32,
     },
+    /// A feature extractor, for flows on embeddings (the paper's strongest OOD detector):
+    /// `net` maps the preprocessed input to an embedding, the shape of its result, and the
+    /// layers after it model the embedding's density. The map is not invertible, so it may
+    /// only be the first layer, and the log-likelihood is then the embedding's: the
+    /// preprocessing's log-determinant is left out and bits/dim count the embedding's
+    /// dimensions. Appended after the other variants: postcard stores the variant's index.
+    Embed(#[serde(borrow)] Embed<'a>),
+}
+
+/// See [`FlowLayer::Embed`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Embed<'a> {
+    /// The extractor: reads the preprocessed input in slot 0; its result is the embedding.
+    #[serde(borrow)]
+    pub net: Seq<'a, NetNode<'a>>,
 }
 
 /// RealNVP affine coupling: `(s_raw, t) = net(x_id)`, `s = scale[c] * tanh(s_raw)`, then on

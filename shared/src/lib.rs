@@ -33,7 +33,7 @@ pub use bytes::{Bytes, Seq};
 pub use error::{Error, Invalid, Location, Result};
 pub use header::{FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use layers::{
-    ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, FlowLayer, InvertibleConv1x1,
+    ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, Embed, FlowLayer, InvertibleConv1x1,
     Linear, Mask, NetNode, NetOp, Quadrant,
 };
 pub use model::{InputSpec, Model, Preprocess, Quantile, Resize, ScoreKind, Threshold};

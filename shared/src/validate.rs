@@ -65,6 +65,12 @@ impl Dims {
 pub struct ModelSummary {
     /// Dimensions of the flow's input, `D = C * H * W`.
     pub input_dims: u64,
+    /// Dimensions the density is over: `input_dims`, or the embedding's for a flow on
+    /// embeddings ([`crate::FlowLayer::Embed`]); bits/dim divide by it.
+    pub density_dims: u64,
+    /// Whether the flow starts with a feature extractor: the log-likelihood is then the
+    /// embedding's, without the preprocessing's log-determinant.
+    pub embedded: bool,
     /// Number of flow layers.
     pub flow_layers: u32,
     /// Number of coupling layers.
@@ -156,6 +162,8 @@ pub fn validate(model: &Model<'_>) -> Result<ModelSummary> {
     let input_elements = dims.elements() as usize;
     let mut summary = ModelSummary {
         input_dims: dims.elements(),
+        density_dims: dims.elements(),
+        embedded: false,
         flow_layers: 0,
         couplings: 0,
         parameters: 0,
@@ -265,6 +273,23 @@ fn validate_layer(
                 return Err(fail(Invalid::FactorOut));
             }
             Dims::new(*keep_channels, dims.height, dims.width)
+        }
+        FlowLayer::Embed(embed) => {
+            if index != 0 {
+                return Err(fail(Invalid::EmbedNotFirst));
+            }
+            let plan = plan_net(&embed.net, dims, |op| check_net_tensors(op, summary)).map_err(
+                |NetError { node, reason }| Error::Invalid {
+                    at: Location::Net { layer: index, node },
+                    reason,
+                },
+            )?;
+            summary.scratch.work = summary.scratch.work.max(plan.total());
+            summary.scratch.state = summary.scratch.state.max(plan.output.elements() as usize);
+            add_macs(summary, plan.macs).map_err(fail)?;
+            summary.density_dims = plan.output.elements();
+            summary.embedded = true;
+            plan.output
         }
     };
     Ok(out)

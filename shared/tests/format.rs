@@ -358,3 +358,35 @@ fn validation_names_the_layer_and_the_rule() {
 fn dims_report_elements() {
     assert_eq!(Dims::new(4, 14, 14).elements(), 784);
 }
+
+#[test]
+fn embedding_models_count_the_embedding_and_must_embed_first() {
+    let model = flowgate_shared::example::tiny_embedding_model();
+    let bytes = encode(&model).expect("the example encodes");
+    let validated = decode(&bytes).expect("and decodes");
+    let summary = validated.summary;
+    assert!(summary.embedded);
+    assert_eq!((summary.input_dims, summary.density_dims), (16, 4));
+    assert_eq!(summary.couplings, 2);
+    assert_eq!(encode(&validated.model).expect("re-encodes"), bytes);
+
+    // The extractor anywhere but first is refused.
+    let mut layers: Vec<FlowLayer<'static>> = model
+        .flow
+        .iter()
+        .map(|layer| layer.expect("a layer"))
+        .collect();
+    let zero = || Tensor::from_f32(&[1], &[0.0]).expect("one value");
+    layers.insert(
+        0,
+        FlowLayer::ActNorm(flowgate_shared::ActNorm {
+            bias: zero(),
+            log_scale: zero(),
+        }),
+    );
+    let moved = with_layers(layers, (1, 4, 4));
+    assert_eq!(
+        invalid_reason(&moved),
+        (Location::Flow { layer: 1 }, Invalid::EmbedNotFirst)
+    );
+}

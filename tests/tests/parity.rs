@@ -2,6 +2,9 @@
 //! trained a few steps (so batch-norm statistics and weights are far from their start),
 //! exported, and scored by both on real Fashion-MNIST and MNIST test images.
 //!
+//! Flows on embeddings are checked the same way, their bits/dim per embedding dimension: the
+//! extractor's convolutions, pools and linear map join the parity.
+//!
 //! Tolerance: |delta bits/dim| <= 1e-4 (f32 arithmetic on both sides, in different orders;
 //! observed differences are about 1e-6).
 
@@ -67,6 +70,15 @@ fn check_parity(config: TrainConfig) {
     )
     .expect("training runs");
     let model = model.for_inference();
+    for coupling in &model.tabular {
+        let last = coupling.net.layers.last().expect("an output layer");
+        let size = last.weight.val().abs().sum().into_scalar::<f32>();
+        assert!(
+            size > 0.0,
+            "{}: a coupling stayed at the identity",
+            config.name
+        );
+    }
     let bytes = to_file_bytes(
         &model,
         &ExportInfo {
@@ -77,7 +89,7 @@ fn check_parity(config: TrainConfig) {
     .expect("exports");
     let gate = Gate::new(&bytes).expect("the runtime loads the export");
     let mut scratch = vec![0f32; gate.scratch_len()];
-    let dims = (28 * 28) as f64 * std::f64::consts::LN_2;
+    let dims = config.model.density_dims() as f64 * std::f64::consts::LN_2;
     // The untrained flow is the identity (zero-initialised last layers): the trained one must
     // differ from it, or agreeing with the runtime would prove little.
     let untrained = training::seeded_model(&config, &burn_device()).expect("builds");
@@ -166,5 +178,25 @@ fn glow() {
         "glow",
         "kind = \"glow\"\nscales = 2\nsteps = 2",
         "channels = 4\nblocks = 1",
+    ));
+}
+
+#[test]
+fn embedding_with_labels() {
+    check_parity(config(
+        "embedding-labels",
+        "kind = \"embedding\"\ncouplings = 4\n[model.architecture.extractor]\n\
+         channels = [4, 8, 8]\nembedding = 8\nobjective = \"labels\"\nsteps = 10",
+        "kind = \"mlp\"\nchannels = 16\nblocks = 2",
+    ));
+}
+
+#[test]
+fn embedding_with_flips() {
+    check_parity(config(
+        "embedding-flips",
+        "kind = \"embedding\"\ncouplings = 2\n[model.architecture.extractor]\n\
+         channels = [4, 8]\nembedding = 6\nobjective = \"flips\"\nsteps = 10",
+        "kind = \"mlp\"\nchannels = 16\nblocks = 1",
     ));
 }

@@ -6,11 +6,12 @@ use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use flowgate_shared::{
     ActNorm as ActNormSpec, ChannelAffine, Conv2d as Conv2dSpec,
-    ConvTranspose2d as ConvTranspose2dSpec, Coupling, FlowLayer, InputSpec,
-    InvertibleConv1x1 as InvConvSpec, Linear as LinearSpec, Model, NetNode, NetOp, Preprocess,
-    Resize, ScoreKind, Seq, Tensor as TensorSpec, Threshold,
+    ConvTranspose2d as ConvTranspose2dSpec, Coupling, Embed, FlowLayer, InputSpec,
+    InvertibleConv1x1 as InvConvSpec, Linear as LinearSpec, Mask, Model, NetNode, NetOp,
+    Preprocess, Resize, ScoreKind, Seq, Tensor as TensorSpec, Threshold,
 };
 
+use crate::flows::embedding::{Extractor, Mlp};
 use crate::flows::st_net::StNet;
 use crate::flows::{FlowModel, Step};
 
@@ -217,6 +218,50 @@ pub fn export_st_net(net: &StNet) -> Result<Vec<NetNode<'static>>, ExportError> 
     Ok(nodes)
 }
 
+/// The feature extractor as format nodes, alternating between slots 1 and 2 after the input
+/// in slot 0 (the pretext task's head is not exported).
+pub fn export_extractor(extractor: &Extractor) -> Result<Vec<NetNode<'static>>, ExportError> {
+    let (a, b) = (1, 2);
+    let mut nodes = Vec::new();
+    let mut input = 0;
+    let stages = extractor.convs.len();
+    for (index, stage) in extractor.convs.iter().enumerate() {
+        nodes.push(node(conv(stage)?, input, a));
+        nodes.push(node(NetOp::Relu, a, a));
+        if index + 1 < stages {
+            nodes.push(node(
+                NetOp::MaxPool2d {
+                    kernel: 2,
+                    stride: 2,
+                },
+                a,
+                b,
+            ));
+            input = b;
+        }
+    }
+    nodes.push(node(NetOp::GlobalAvgPool, a, b));
+    nodes.push(node(linear(&extractor.embed)?, b, a));
+    Ok(nodes)
+}
+
+/// An MLP s/t network as format nodes: `Linear` on the flattened input, then `ReLU` and
+/// `Linear` alternating between slots 1 and 2.
+pub fn export_mlp(mlp: &Mlp) -> Result<Vec<NetNode<'static>>, ExportError> {
+    let mut nodes = Vec::new();
+    let mut input = 0;
+    let last = mlp.layers.len().saturating_sub(1);
+    for (index, layer) in mlp.layers.iter().enumerate() {
+        let output = if input == 1 { 2 } else { 1 };
+        nodes.push(node(linear(layer)?, input, output));
+        if index < last {
+            nodes.push(node(NetOp::Relu, output, output));
+        }
+        input = output;
+    }
+    Ok(nodes)
+}
+
 /// What to record in the exported model besides the flow.
 #[derive(Debug, Clone, Default)]
 pub struct ExportInfo<'a> {
@@ -236,6 +281,11 @@ pub struct ExportInfo<'a> {
 /// batch-norms use their running statistics.
 pub fn to_model<'a>(model: &FlowModel, info: &ExportInfo<'a>) -> Result<Model<'a>, ExportError> {
     let mut layers = Vec::new();
+    if let Some(extractor) = &model.extractor {
+        layers.push(FlowLayer::Embed(Embed {
+            net: Seq::from_vec(export_extractor(extractor)?),
+        }));
+    }
     for step in &model.steps {
         let layer = match *step {
             Step::Coupling(i) => {
@@ -262,6 +312,16 @@ pub fn to_model<'a>(model: &FlowModel, info: &ExportInfo<'a>) -> Result<Model<'a
             Step::FactorOut(keep) => FlowLayer::FactorOut {
                 keep_channels: keep as u32,
             },
+            Step::Tabular(i) => {
+                let coupling = &model.tabular[i];
+                FlowLayer::Coupling(Coupling {
+                    mask: Mask::ChannelWise {
+                        reverse: coupling.reverse,
+                    },
+                    net: Seq::from_vec(export_mlp(&coupling.net)?),
+                    scale: spec_tensor(coupling.scale.val())?,
+                })
+            }
         };
         layers.push(layer);
     }

@@ -90,27 +90,35 @@ fn map_op(op: &NetOp<'_>, weight: WeightMap) -> Result<NetOp<'static>, QuantizeE
     })
 }
 
+fn map_net(
+    net: &Seq<'_, NetNode<'_>>,
+    weight: WeightMap,
+) -> Result<Seq<'static, NetNode<'static>>, QuantizeError> {
+    let mut nodes = Vec::with_capacity(net.len());
+    for node in net.iter() {
+        let node = node?;
+        nodes.push(NetNode {
+            op: map_op(&node.op, weight)?,
+            input: node.input,
+            output: node.output,
+        });
+    }
+    Ok(Seq::from_vec(nodes))
+}
+
 fn map_layer(
     layer: &FlowLayer<'_>,
     weight: WeightMap,
 ) -> Result<FlowLayer<'static>, QuantizeError> {
     Ok(match layer {
-        FlowLayer::Coupling(coupling) => {
-            let mut nodes = Vec::with_capacity(coupling.net.len());
-            for node in coupling.net.iter() {
-                let node = node?;
-                nodes.push(NetNode {
-                    op: map_op(&node.op, weight)?,
-                    input: node.input,
-                    output: node.output,
-                });
-            }
-            FlowLayer::Coupling(Coupling {
-                mask: coupling.mask,
-                net: Seq::from_vec(nodes),
-                scale: owned(&coupling.scale)?,
-            })
-        }
+        FlowLayer::Coupling(coupling) => FlowLayer::Coupling(Coupling {
+            mask: coupling.mask,
+            net: map_net(&coupling.net, weight)?,
+            scale: owned(&coupling.scale)?,
+        }),
+        FlowLayer::Embed(embed) => FlowLayer::Embed(flowgate_shared::Embed {
+            net: map_net(&embed.net, weight)?,
+        }),
         FlowLayer::Squeeze => FlowLayer::Squeeze,
         FlowLayer::Unsqueeze => FlowLayer::Unsqueeze,
         FlowLayer::ActNorm(actnorm) => FlowLayer::ActNorm(flowgate_shared::ActNorm {

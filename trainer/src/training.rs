@@ -219,7 +219,7 @@ pub fn seeded_model(config: &TrainConfig, device: &Device) -> Result<FlowModel> 
 
 /// Scales the gradients so their global L2 norm is at most `max_norm` (as PyTorch's
 /// `clip_grad_norm_`; burn's own clipping works per tensor). Returns the norm before clipping.
-fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f32) -> f32 {
+pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f32) -> f32 {
     struct SquaredNorm<'a> {
         grads: &'a GradientsParams,
         total: f64,
@@ -253,7 +253,7 @@ fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm
     norm
 }
 
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+pub fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let decay = config.train.weight_decay.map(WeightDecayConfig::new);
     match config.train.optimizer {
         OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
@@ -263,7 +263,7 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
 
 /// The images of step `step`: epochs are seeded permutations, so a resumed run draws exactly
 /// the batches the uninterrupted run would have.
-fn batch_indices(seed: u64, count: usize, batch: usize, step: usize) -> Vec<usize> {
+pub fn batch_indices(seed: u64, count: usize, batch: usize, step: usize) -> Vec<usize> {
     let per_epoch = (count / batch).max(1);
     let (epoch, position) = (step / per_epoch, step % per_epoch);
     let order = permutation(
@@ -344,8 +344,21 @@ pub fn train(
             .map_err(|e| anyhow::anyhow!("cannot load the checkpoint's optimiser: {e:?}"))?;
         optim = optim.load_record(record);
     }
+    if start == 0 {
+        model = crate::pretrain::pretrain_extractor(
+            model,
+            config,
+            data_dir,
+            (&train_set, &held_out),
+            &device,
+            progress,
+        )?;
+    }
+    // Frozen, its forward pass records no autodiff graph: a graph that no backward pass
+    // consumes is never freed (it filled 24 GB in 500 steps).
+    model.extractor = model.extractor.take().map(Module::freeze);
     let steps = config.train.steps;
-    let dims = (config.model.channels * config.model.height * config.model.width) as f64;
+    let dims = config.model.density_dims() as f64;
     let bar = if progress {
         ProgressBar::new(steps as u64)
     } else {

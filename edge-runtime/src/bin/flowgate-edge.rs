@@ -569,6 +569,12 @@ fn inspect(path: &Path) -> Result<()> {
         summary.int8_tensors,
         bytes.len()
     );
+    if summary.embedded {
+        println!(
+            "density      over a {}-dim embedding (bits/dim count its dims)",
+            summary.density_dims
+        );
+    }
     println!("MACs/frame   {}", summary.macs_per_frame);
     println!(
         "scratch      {} bytes ({} f32)",
@@ -610,6 +616,9 @@ fn describe(layer: &FlowLayer<'_>) -> String {
         }
         FlowLayer::FactorOut { keep_channels } => {
             format!("factor out   keep {keep_channels} channels")
+        }
+        FlowLayer::Embed(embed) => {
+            format!("extractor    network of {} nodes", embed.net.len())
         }
     }
 }

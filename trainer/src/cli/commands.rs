@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{
-    CalibrateArgs, CorruptArgs, EvalArgs, ExportArgs, FramesArgs, QuantizeArgs, ScoreArgs,
-    ScoreChoice, TrainArgs,
+    CalibrateArgs, CorruptArgs, DistilArgs, EvalArgs, ExportArgs, FramesArgs, QuantizeArgs,
+    ScoreArgs, ScoreChoice, TrainArgs,
 };
 use crate::config::TrainConfig;
 use crate::data;
@@ -61,6 +61,73 @@ pub fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+pub fn distil(args: DistilArgs) -> Result<()> {
+    use crate::distil::{DISTIL_RECORD, DistilOptions, Teacher};
+    let mut config = TrainConfig::load(&args.student_config)?;
+    if let Some(steps) = args.steps {
+        config.train.steps = steps;
+    }
+    let teacher = Teacher::load(&args.teacher)?;
+    let data_dir = args.data_dir.unwrap_or_else(data::default_data_dir);
+    let options = DistilOptions {
+        weight: args.weight,
+        warmup: args.warmup,
+        ..DistilOptions::default()
+    };
+    let (report, model) = crate::distil::distil(
+        &config,
+        &teacher,
+        &options,
+        &data_dir,
+        &args.out,
+        true,
+        args.device,
+    )?;
+    eprintln!(
+        "teacher {}: -ln p on {} clean training images has mean {:.2} and std {:.2} nats",
+        args.teacher.display(),
+        report.teacher.images,
+        report.teacher.mu,
+        report.teacher.sigma
+    );
+    eprintln!(
+        "distilled {} steps with LAMBDA {}: {:.3} bits/dim and distillation term {:.3} (means \
+         of the last steps), {:.0} images/s",
+        report.steps_run,
+        args.weight,
+        report.final_bits_per_dim,
+        report.final_distil,
+        report.images_per_second
+    );
+    if let Some((step, bpd)) = report.best {
+        eprintln!("kept the weights of step {step}: held-out {bpd:.3} bits/dim");
+    }
+    let provenance = format!(
+        "flowgate distil --teacher {} --student-config {} --weight {}",
+        args.teacher.display(),
+        args.student_config.display(),
+        args.weight
+    );
+    let bytes = to_file_bytes(
+        &model.for_inference(),
+        &ExportInfo {
+            name: &config.name,
+            provenance: &provenance,
+            ..ExportInfo::default()
+        },
+    )?;
+    let exported = args.out.join(EXPORTED_MODEL);
+    std::fs::write(&exported, bytes)
+        .with_context(|| format!("cannot write {}", exported.display()))?;
+    eprintln!(
+        "wrote {}, {} and {}",
+        report.model_path.display(),
+        exported.display(),
+        args.out.join(DISTIL_RECORD).display()
+    );
+    Ok(())
+}
+
 pub(super) fn load_run(run: &Path) -> Result<(TrainConfig, crate::flows::FlowModel)> {
     let config = TrainConfig::load(&run.join(files::CONFIG)).with_context(|| {
         format!(
@@ -81,7 +148,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     ];
     let input = load_scored_input(&args.input, shape, args.limit)?;
     let log_likelihoods = training::log_likelihoods(&model, &input.set, 256)?;
-    let dims = shape.iter().product::<usize>() as f64;
+    let dims = config.model.density_dims() as f64;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -241,6 +308,10 @@ fn focus_range(in_scores: &[f64], ood: &[(String, SetScores)]) -> Result<Option<
 /// and of up to two OOD sets (image inputs only).
 fn write_diagnostics(args: &EvalArgs, path: &Path) -> Result<()> {
     let (config, model) = load_run(&args.model)?;
+    if model.extractor.is_some() {
+        eprintln!("no diagnostic pictures for a flow on embeddings: its latent is not an image");
+        return Ok(());
+    }
     let shape = [
         config.model.channels,
         config.model.height,

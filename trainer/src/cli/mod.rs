@@ -33,6 +33,34 @@ pub enum Command {
     /// Train a flow from a TOML config (see configs/); writes weights, checkpoints and the
     /// exported model into --out.
     Train(TrainArgs),
+    /// Train a small "student" flow whose OOD score follows a big "teacher" flow's; writes
+    /// the same files as `train` (plus distil.toml) into --out.
+    ///
+    /// The student is trained as `train` would train --student-config (same data, batches,
+    /// seeds, optimiser, clipping, early stopping) with one more term in its loss. Every step
+    /// takes a clean training batch B and a perturbed copy P of it (Gaussian noise, blur,
+    /// pixel mutations, shifts, rotations, flips, upside down, inversion, constant frames,
+    /// occlusion, local patch shuffles, JPEG damage; seeded, in memory), and asks that on
+    /// B and P the student's standardised OOD score z_s (its -ln p minus the mean over B,
+    /// over the standard deviation over B, as the gate computes it: bin centres, batch-norm
+    /// running statistics) match the teacher's, z_t = (-ln p_t - mu_t) / sigma_t, with mu_t
+    /// and sigma_t measured once on up to 2048 clean training images:
+    ///
+    ///   loss = NLL(B) [bits/dim] + LAMBDA * mean over B and P of huber(z_s - clamp(z_t, -5, 20))
+    ///
+    /// where huber(r) = r^2 for |r| <= 5 and linear beyond, and a teacher score clamped at 20
+    /// (or -5) only bounds the student's from one side. Scores are compared as z-scores, so the
+    /// teacher may be much bigger or a flow on embeddings; it must take the same input
+    /// (channels, height, width). The first --warmup steps (default half) are plain training;
+    /// from then on the batch-norm statistics are frozen (for every LAMBDA, so --weight 0 is
+    /// the baseline trained identically otherwise; with --warmup >= --steps it is exactly
+    /// `train`), and the distillation term is reported at every step even with --weight 0.
+    ///
+    /// The output folder works with `eval --model`, `calibrate --run`, `export --run` and
+    /// `quantize` like one from `train`; distil.toml records the teacher, LAMBDA, mu_t,
+    /// sigma_t and the final terms.
+    #[command(verbatim_doc_comment)]
+    Distil(DistilArgs),
     /// Per-image scores of an idx file under a trained run, as CSV with the columns
     /// source,frame,log_likelihood,bits_per_dim,ood_score,decision.
     Score(ScoreArgs),
@@ -216,6 +244,35 @@ pub struct TrainArgs {
     pub device: crate::training::Compute,
 }
 
+/// Arguments of `distil`.
+#[derive(Debug, Args)]
+pub struct DistilArgs {
+    /// The teacher: a run folder written by `train` (config.toml and model.bpk).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub teacher: PathBuf,
+    /// The student's training config (TOML, as for `train`; see configs/).
+    #[arg(long, value_name = "FILE")]
+    pub student_config: PathBuf,
+    /// Output folder: config copy, checkpoints, model.bpk, model.fgm, distil.toml.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// LAMBDA, the distillation term's weight against the NLL in bits/dim (0: no teacher).
+    #[arg(long, value_name = "LAMBDA", default_value_t = 1.0)]
+    pub weight: f64,
+    /// Steps of plain training before the distillation phase [default: half the steps].
+    #[arg(long, value_name = "STEPS")]
+    pub warmup: Option<usize>,
+    /// The data dir [default: $FLOWGATE_DATA_DIR, else data/ in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Override the student config's step count (quick runs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Where to train: cpu (burn's flex backend), ndarray, or cuda (first GPU).
+    #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
+    pub device: crate::training::Compute,
+}
+
 /// Arguments of `score`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -268,6 +325,7 @@ pub struct SummaryArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => commands::train(args),
+        Command::Distil(args) => commands::distil(args),
         Command::Score(args) => commands::score(args),
         Command::Export(args) => commands::export(args),
         Command::Eval(args) => commands::eval(args),

@@ -65,7 +65,7 @@ pub(super) fn set_scores(
             config.model.width,
         ];
         let set = load_scored_input(input, shape, limit)?.set;
-        let dims = shape.iter().product::<usize>() as f64 * std::f64::consts::LN_2;
+        let dims = config.model.density_dims() as f64 * std::f64::consts::LN_2;
         let lls = training::log_likelihoods(&flow, &set, 256)?;
         let bits_per_dim: Vec<f64> = lls.iter().map(|ll| -ll / dims).collect();
         return Ok(SetScores {

@@ -48,30 +48,7 @@ impl CouplingLayer {
         let device = x.device();
         match self.mask {
             Mask::ChannelWise { reverse } => {
-                let half = channels / 2;
-                let first = x.clone().narrow(1, 0, half);
-                let second = x.narrow(1, half, half);
-                let (x_id, x_change) = if reverse {
-                    (first, second)
-                } else {
-                    (second, first)
-                };
-                let st = self.net.forward(x_id.clone());
-                let s_raw = st.clone().narrow(1, 0, half);
-                let t = st.narrow(1, half, half);
-                let s = self.scale.val().reshape([1, half, 1, 1]) * s_raw.tanh();
-                let y_change = (x_change + t.clone()) * s.clone().exp();
-                let y = if reverse {
-                    Tensor::cat(vec![x_id.clone(), y_change], 1)
-                } else {
-                    Tensor::cat(vec![y_change, x_id.clone()], 1)
-                };
-                let log_det = s.sum_dims_squeeze::<1, usize>(&[1, 2, 3]);
-                let trace = CouplingTrace {
-                    net_input: x_id,
-                    shift: t,
-                };
-                (y, log_det, trace)
+                channel_wise_affine(x, reverse, self.scale.val(), |x_id| self.net.forward(x_id))
             }
             mask => {
                 let read = spatial_mask(mask, height, width, Some(true), &device);
@@ -91,6 +68,41 @@ impl CouplingLayer {
             }
         }
     }
+}
+
+/// The channel-wise coupling: `net` reads one channel half and returns `(s_raw, t)` for the
+/// other, which changes as `(x + t) * exp(scale * tanh(s_raw))`; `reverse` swaps the halves.
+/// Returns `y`, the log-det per image, and the trace.
+pub fn channel_wise_affine(
+    x: Tensor<4>,
+    reverse: bool,
+    scale: Tensor<1>,
+    net: impl FnOnce(Tensor<4>) -> Tensor<4>,
+) -> (Tensor<4>, Tensor<1>, CouplingTrace) {
+    let half = x.dims()[1] / 2;
+    let first = x.clone().narrow(1, 0, half);
+    let second = x.narrow(1, half, half);
+    let (x_id, x_change) = if reverse {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let st = net(x_id.clone());
+    let s_raw = st.clone().narrow(1, 0, half);
+    let t = st.narrow(1, half, half);
+    let s = scale.reshape([1, half, 1, 1]) * s_raw.tanh();
+    let y_change = (x_change + t.clone()) * s.clone().exp();
+    let y = if reverse {
+        Tensor::cat(vec![x_id.clone(), y_change], 1)
+    } else {
+        Tensor::cat(vec![y_change, x_id.clone()], 1)
+    };
+    let log_det = s.sum_dims_squeeze::<1, usize>(&[1, 2, 3]);
+    let trace = CouplingTrace {
+        net_input: x_id,
+        shift: t,
+    };
+    (y, log_det, trace)
 }
 
 /// `[1, 1, H, W]` with 1 where the pixel's role under `mask` is `role`.

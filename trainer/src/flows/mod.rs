@@ -1,6 +1,7 @@
 //! Normalizing flows in burn, layer for layer the ones the model format describes.
 
 pub mod coupling;
+pub mod embedding;
 pub mod glow;
 pub mod preprocess;
 pub mod st_net;
@@ -13,6 +14,7 @@ use flowgate_shared::{Mask, Quadrant};
 use serde::{Deserialize, Serialize};
 
 use coupling::CouplingLayer;
+use embedding::{Extractor, ExtractorConfig, TabularCoupling};
 use glow::{ActNorm, InvertibleConv1x1};
 use preprocess::{levels_to_flow_input, standard_normal_log_density};
 use st_net::{StNet, StNetSpec};
@@ -46,6 +48,16 @@ pub enum Architecture {
         /// Steps per scale.
         steps: usize,
     },
+    /// A flow on embeddings (the paper's `RealNVPTabular`): a convolutional extractor, then
+    /// an actnorm that standardises the embedding and `couplings` channel-wise couplings
+    /// with MLP s/t networks (`st_net.kind = "mlp"`: `channels` hidden units, `blocks`
+    /// hidden layers).
+    Embedding {
+        /// Couplings (the paper uses 8).
+        couplings: usize,
+        /// The feature extractor.
+        extractor: ExtractorConfig,
+    },
 }
 
 /// The s/t networks' size, shared by every coupling of a flow.
@@ -76,6 +88,8 @@ pub enum StNetKind {
     Resnet,
     /// A compact convolutional autoencoder (the paper's has wider 4x4 convs and LeakyReLU).
     Autoencoder,
+    /// A multilayer perceptron, for flows on embeddings.
+    Mlp,
 }
 
 /// The whole model's shape.
@@ -97,6 +111,17 @@ pub struct FlowConfig {
     pub st_net: StNetConfig,
 }
 
+impl FlowConfig {
+    /// Dimensions the density is over, which bits/dim divide by: the input's, or the
+    /// embedding's for a flow on embeddings.
+    pub fn density_dims(&self) -> usize {
+        match &self.architecture {
+            Architecture::Embedding { extractor, .. } => extractor.embedding,
+            _ => self.channels * self.height * self.width,
+        }
+    }
+}
+
 fn default_alpha() -> f64 {
     0.05
 }
@@ -114,6 +139,8 @@ pub enum Step {
     InvConv(usize),
     /// Keep the first `keep` channels.
     FactorOut(usize),
+    /// `tabular[i]`: a coupling on an embedding.
+    Tabular(usize),
 }
 
 /// A flow ready to train or evaluate.
@@ -122,6 +149,9 @@ pub struct FlowModel {
     pub couplings: Vec<CouplingLayer>,
     pub actnorms: Vec<ActNorm>,
     pub inv_convs: Vec<InvertibleConv1x1>,
+    /// The feature extractor of a flow on embeddings.
+    pub extractor: Option<Extractor>,
+    pub tabular: Vec<TabularCoupling>,
     #[module(skip)]
     pub steps: Vec<Step>,
     #[module(skip)]
@@ -207,6 +237,41 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    fn embedding(
+        &mut self,
+        couplings: usize,
+        extractor: &ExtractorConfig,
+        in_channels: usize,
+    ) -> Result<(), FlowConfigError> {
+        let dims = extractor.embedding;
+        if dims < 2 || !dims.is_multiple_of(2) || extractor.channels.is_empty() {
+            return Err(FlowConfigError::Shape(format!(
+                "a flow on embeddings needs an even embedding size of at least 2 and at least one \
+                 conv stage (embedding {dims}, {} stages)",
+                extractor.channels.len()
+            )));
+        }
+        let model = &mut self.model;
+        model.extractor = Some(Extractor::new(extractor, in_channels, self.device));
+        self.shape = (dims, 1, 1);
+        // Standardises the embedding: set from the embeddings' statistics after pretraining.
+        model.steps.push(Step::ActNorm(model.actnorms.len()));
+        model.actnorms.push(ActNorm::new(dims, self.device));
+        for k in 0..couplings {
+            model.steps.push(Step::Tabular(model.tabular.len()));
+            model.tabular.push(TabularCoupling::new(
+                dims,
+                self.st.channels,
+                self.st.blocks,
+                k % 2 == 1,
+                self.device,
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl FlowModel {
     /// Builds the flow `config` describes, with fresh parameters from `device`'s RNG.
     pub fn new(config: &FlowConfig, device: &Device) -> Result<Self, FlowConfigError> {
@@ -219,6 +284,12 @@ impl FlowModel {
             return Err(FlowConfigError::Shape(
                 "the autoencoder s/t network needs a bottleneck and height and width divisible by 4"
                     .into(),
+            ));
+        }
+        let embedding = matches!(config.architecture, Architecture::Embedding { .. });
+        if embedding != (st.kind == StNetKind::Mlp) {
+            return Err(FlowConfigError::Shape(
+                "flows on embeddings need st_net.kind = \"mlp\", and only they can use it".into(),
             ));
         }
         if st.kind == StNetKind::Resnet && st.bottleneck.is_some() && st.blocks == 0 {
@@ -234,18 +305,20 @@ impl FlowModel {
                 couplings: Vec::new(),
                 actnorms: Vec::new(),
                 inv_convs: Vec::new(),
+                extractor: None,
+                tabular: Vec::new(),
                 steps: Vec::new(),
                 config: config.clone(),
             },
         };
         let mut mid = st.channels;
-        match config.architecture {
+        match &config.architecture {
             Architecture::RealNvp { scales } => {
-                for scale in 0..scales {
+                for scale in 0..*scales {
                     for reverse in [false, true, false] {
                         builder.coupling(Mask::Checkerboard { reverse }, mid);
                     }
-                    if scale + 1 == scales {
+                    if scale + 1 == *scales {
                         builder.coupling(Mask::Checkerboard { reverse: true }, mid);
                     } else {
                         builder.squeeze()?;
@@ -260,14 +333,14 @@ impl FlowModel {
                 }
             }
             Architecture::CycleMask { couplings } => {
-                for k in 0..couplings {
+                for k in 0..*couplings {
                     let read = Quadrant::from_index(k as u8);
                     let write = Quadrant::from_index(k as u8 + 1);
                     builder.coupling(Mask::Quadrant { read, write }, mid);
                 }
             }
             Architecture::Horizontal { couplings } => {
-                for k in 0..couplings {
+                for k in 0..*couplings {
                     builder.coupling(
                         Mask::Horizontal {
                             reverse: k % 2 == 1,
@@ -277,25 +350,45 @@ impl FlowModel {
                 }
             }
             Architecture::Glow { scales, steps } => {
-                for scale in 0..scales {
+                for scale in 0..*scales {
                     builder.squeeze()?;
-                    for step in 0..steps {
+                    for step in 0..*steps {
                         builder.glow_step(step % 2 == 1, mid);
                     }
-                    if scale + 1 < scales {
+                    if scale + 1 < *scales {
                         builder.factor_out();
                     }
                 }
             }
+            Architecture::Embedding {
+                couplings,
+                extractor,
+            } => builder.embedding(*couplings, extractor, config.channels)?,
         }
         Ok(builder.model)
     }
 
     /// Log-likelihood in nats of each image of `levels` (`[B, C, H, W]`, 0..=255), with
     /// uniform dequantisation noise when `dequantize` (training) or the bin centre otherwise.
+    ///
+    /// For a flow on embeddings it is the log-likelihood of the image's embedding (the
+    /// extractor is not invertible), and no gradient reaches the extractor: left free, it
+    /// would learn to shrink every embedding.
     pub fn log_likelihood(&self, levels: Tensor<4>, dequantize: bool) -> Tensor<1> {
         let (y, log_det) = levels_to_flow_input(levels, self.config.alpha, dequantize);
-        self.log_density(y) + log_det
+        match &self.extractor {
+            Some(extractor) => {
+                self.log_density(embedding_as_activation(extractor.features(y).detach()))
+            }
+            None => self.log_density(y) + log_det,
+        }
+    }
+
+    /// The embeddings of `levels` (`[B, E]`), at the bin centres; `None` for pixel flows.
+    pub fn embeddings(&self, levels: Tensor<4>) -> Option<Tensor<2>> {
+        let extractor = self.extractor.as_ref()?;
+        let (y, _) = levels_to_flow_input(levels, self.config.alpha, false);
+        Some(extractor.features(y))
     }
 
     /// `ln p(y)` of the flow's input `y`: prior terms of everything leaving the flow plus the
@@ -329,6 +422,11 @@ impl FlowModel {
                 }
                 Step::InvConv(i) => {
                     let (out, ld) = self.inv_convs[i].forward(x);
+                    x = out;
+                    log_det = log_det + ld;
+                }
+                Step::Tabular(i) => {
+                    let (out, ld) = self.tabular[i].forward(x);
                     x = out;
                     log_det = log_det + ld;
                 }
@@ -372,6 +470,7 @@ impl FlowModel {
                 }
                 Step::ActNorm(i) => x = self.actnorms[i].forward(x).0,
                 Step::InvConv(i) => x = self.inv_convs[i].forward(x).0,
+                Step::Tabular(i) => x = self.tabular[i].forward(x).0,
                 Step::Squeeze => x = squeeze(x),
                 Step::FactorOut(keep) => x = x.narrow(1, 0, keep),
             }
@@ -393,6 +492,12 @@ impl FlowModel {
     pub fn parameter_count(&self) -> usize {
         self.num_params()
     }
+}
+
+/// `[B, E]` embeddings as the `[B, E, 1, 1]` activation the flow's layers take.
+pub fn embedding_as_activation(embedding: Tensor<2>) -> Tensor<4> {
+    let [batch, dims] = embedding.dims();
+    embedding.reshape([batch, dims, 1, 1])
 }
 
 /// See [`FlowModel::diagnostics`].
