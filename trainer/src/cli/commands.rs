@@ -394,9 +394,13 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
             ood_score: *value as f32,
         });
     }
+    // A new threshold replaces the old one, and so does its line in the provenance.
+    let history = uncalibrated
+        .provenance
+        .split_once("; flowgate calibrate ")
+        .map_or(uncalibrated.provenance, |(before, _)| before);
     let provenance = format!(
-        "{}; flowgate calibrate --run {} --score {} --rate {}",
-        uncalibrated.provenance,
+        "{history}; flowgate calibrate --run {} --score {} --rate {}",
         args.run.display(),
         match args.score {
             ScoreChoice::Bpd => "bpd",
