@@ -17,7 +17,7 @@
 #     models/fmnist-NAME.int8.inspect.txt `flowgate-edge inspect` of the int8 model
 #
 # Environment:
-#   STEPS       training steps (default 1000; the configs say 3000, 1000 is what CI-size CPUs
+#   STEPS       training steps (default 1000, what the configs say; 1000 is what CI-size CPUs
 #               afford: about 15-20 minutes per model on 2 cores)
 #   SKIP_TRAIN  1: never train, use runs/fmnist-NAME as it is. Otherwise a run whose
 #               model.bpk exists and whose checkpoint-step.txt says $STEPS is not retrained
