@@ -5,21 +5,24 @@
 #              models/camera-vtest.fgm, as committed
 #   embedding  configs/{fmnist,camera}-embedding.toml: a CNN pretrained on the data (labels,
 #              or telling flips apart), frozen, and a flow on its embedding
-#   distilled  the pixel student configs/{fmnist,camera}-realnvp.toml trained by
-#              `flowgate distil --weight 1` to follow the embedding flow's score
+#   distilled  a pixel student trained by `flowgate distil --weight 1` to follow the
+#              embedding flow's score: configs/{fmnist,camera}-realnvp.toml, and for
+#              Fashion-MNIST also configs/fmnist-cycle-mask-l16.toml
 #   student    the same student with --weight 0: trained identically, without the teacher
 # Each one is exported as int8, calibrated at 1% false rejects on its own held-out scores and
 # scored by the edge runtime. Prints AUROC per set, the share rejected, params, MACs per
 # frame and the int8 file size. Expects the camera frames and OOD sets of scripts/run.sh.
 #
-# Environment: STEPS (default 1000): the Fashion-MNIST students' steps (the camera student
-# trains its config's 1500); RUNS (default runs/). Outputs land in $RUNS/embeddings/.
-# Takes about an hour on 2 cores (the distillation runs dominate).
+# Environment: STEPS (default 1000) and L16_STEPS (default 600): the Fashion-MNIST realnvp
+# and cycle-mask-l16 students' steps (the camera student trains its config's 1500); RUNS
+# (default runs/). Outputs land in $RUNS/embeddings/. Takes about two hours on 2 cores (the
+# distillation runs dominate: 25-45 minutes each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs="${RUNS:-runs}"
 steps="${STEPS:-1000}"
+l16_steps="${L16_STEPS:-600}"
 out="$runs/embeddings"
 frames=data/camera
 flowgate=target/release/flowgate
@@ -62,17 +65,22 @@ for task in fmnist camera; do
   echo "==> $task: flow on embeddings"
   "$flowgate" train --config "configs/$task-embedding.toml" --out "$runs/$task-embedding" --resume
   ship "$runs/$task-embedding" "$task-embedding" "$task"
-  student_steps=()
-  [[ "$task" == fmnist ]] && student_steps=(--steps "$steps")
-  for weight in 0 1; do
-    echo "==> $task: pixel student, distillation weight $weight"
-    run="$runs/distil-$task-w$weight"
-    if [[ ! -f "$run/model.bpk" ]]; then
-      "$flowgate" distil --teacher "$runs/$task-embedding" \
-        --student-config "configs/$task-realnvp.toml" --out "$run" --weight "$weight" \
-        "${student_steps[@]}"
-    fi
-    ship "$run" "$task-student-w$weight" "$task"
+  # Students: config:steps (empty steps: the config's own).
+  students=("realnvp:")
+  [[ "$task" == fmnist ]] && students=("realnvp:$steps" "cycle-mask-l16:$l16_steps")
+  for entry in "${students[@]}"; do
+    student="${entry%%:*}" student_steps=()
+    [[ -n "${entry#*:}" ]] && student_steps=(--steps "${entry#*:}")
+    for weight in 0 1; do
+      echo "==> $task: $student student, distillation weight $weight"
+      run="$runs/distil-$task-$student-w$weight"
+      if [[ ! -f "$run/model.bpk" ]]; then
+        "$flowgate" distil --teacher "$runs/$task-embedding" \
+          --student-config "configs/$task-$student.toml" --out "$run" --weight "$weight" \
+          "${student_steps[@]}"
+      fi
+      ship "$run" "$task-$student-w$weight" "$task"
+    done
   done
 done
 evaluate models/fmnist-cycle-mask-l16.int8.fgm fmnist-pixel fmnist
@@ -81,12 +89,22 @@ evaluate models/camera-vtest.fgm camera-pixel camera
 python3 - "$out" <<'EOF'
 import json, re, sys
 out = sys.argv[1]
-rows = [("pixel", "best pixel flow (committed)"), ("embedding", "flow on embeddings"),
-        ("student-w1", "pixel student, distilled"), ("student-w0", "pixel student, no teacher")]
+rows = {
+    "fmnist": [("pixel", "best pixel flow: cycle-mask-l16 (committed)"),
+               ("embedding", "flow on embeddings"),
+               ("realnvp-w1", "realnvp student, distilled"),
+               ("realnvp-w0", "realnvp student, no teacher"),
+               ("cycle-mask-l16-w1", "cycle-mask-l16 student, distilled"),
+               ("cycle-mask-l16-w0", "cycle-mask-l16 student, no teacher")],
+    "camera": [("pixel", "best pixel flow: camera-vtest.fgm (committed)"),
+               ("embedding", "flow on embeddings"),
+               ("realnvp-w1", "realnvp student, distilled"),
+               ("realnvp-w0", "realnvp student, no teacher")],
+}
 for task in ("fmnist", "camera"):
     print(f"\n{task}: AUROC (share rejected at the model's 1% threshold)")
     header = None
-    for key, label in rows:
+    for key, label in rows[task]:
         name = f"{task}-{key}"
         ev = json.load(open(f"{out}/{name}.json"))
         inspect = open(f"{out}/{name}.inspect.txt").read()
@@ -96,7 +114,7 @@ for task in ("fmnist", "camera"):
         sets = [o["name"] for o in ev["ood"]]
         if header is None:
             header = sets
-            print("| model | params | MMAC | int8 bytes | held-out rejected | " + " | ".join(sets) + " |")
+            print("| model | params | MMAC | int8 bytes | normal test frames rejected | " + " | ".join(sets) + " |")
             print("|" + " --- |" * (5 + len(sets)))
         cells = [f"{o['auroc']:.3f} ({100 * o['rejected']:.0f}%)" for o in ev["ood"]]
         print(f"| {label} | {params} | {macs:.2f} | {size} | "

@@ -447,6 +447,27 @@ pub fn distillation_term(
     Ok(huber.mean())
 }
 
+/// Held-out images compared with the teacher for early stopping: up to
+/// [`HELD_OUT_PAIRS`] held-out images and a perturbed copy of each (seeded), with the
+/// teacher's z-scores of all of them.
+fn held_out_pair(
+    held_out: &ImageSet,
+    teacher: &FlowModel,
+    stats: &TeacherStats,
+    device: &Device,
+    seed: u64,
+) -> Result<(ImageSet, Vec<f64>)> {
+    let indices: Vec<usize> = (0..held_out.count.min(HELD_OUT_PAIRS)).collect();
+    let pair = clean_and_perturbed(held_out, &indices, seed ^ 0x4e1d_0a7e)?;
+    let all: Vec<usize> = (0..pair.count).collect();
+    let lls = crate::export::values(teacher.log_likelihood(pair.batch(&all, device), false))?;
+    let z = lls.iter().map(|&ll| stats.z(f64::from(ll))).collect();
+    Ok((pair, z))
+}
+
+/// Most held-out images early stopping compares with the teacher.
+const HELD_OUT_PAIRS: usize = 512;
+
 /// Bits/dim and distillation term of one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepRecord {
@@ -467,7 +488,8 @@ pub struct DistilReport {
     pub final_distil: f64,
     /// Clean training images per second.
     pub images_per_second: f64,
-    /// With `train.validate_every`: the step whose weights were kept and their held-out bits/dim.
+    /// With `train.validate_every`: the step whose weights were kept and their held-out bits/dim
+    /// (plus LAMBDA times the held-out distillation term when LAMBDA > 0).
     pub best: Option<(usize, f64)>,
     /// The teacher's standardisation.
     pub teacher: TeacherStats,
@@ -602,6 +624,16 @@ pub fn distil(
     let mut best: Option<(usize, f64)> = None;
     let mut history = Vec::with_capacity(steps);
     let mut validation_note = String::new();
+    let held_out_pair = match config.train.validate_every {
+        Some(_) if options.weight > 0.0 => Some(held_out_pair(
+            &held_out,
+            &teacher_model,
+            &stats,
+            &inner_device,
+            config.train.seed,
+        )?),
+        _ => None,
+    };
     for step in 0..steps {
         // As `training::train`, draw for draw: the batch, then the dequantisation noise.
         let indices =
@@ -692,7 +724,19 @@ pub fn distil(
             && ((step + 1) % every == 0 || step + 1 == steps)
         {
             let lls = training::log_likelihoods_on(&model.valid(), &held_out, 256, &inner_device)?;
-            let bpd = -lls.iter().sum::<f64>() / (lls.len().max(1) as f64 * dims * LN_2);
+            let mut bpd = -lls.iter().sum::<f64>() / (lls.len().max(1) as f64 * dims * LN_2);
+            // Early stopping judges the objective being trained: on held-out bits/dim alone it
+            // would keep the warm-up's undistilled weights, whose likelihood is best.
+            if let Some((pair, teacher_z)) = &held_out_pair {
+                let all: Vec<usize> = (0..pair.count).collect();
+                let term = distillation_term(
+                    &model.valid(),
+                    pair.batch(&all, &inner_device),
+                    teacher_z,
+                    options,
+                )?;
+                bpd += options.weight * f64::from(term.into_scalar::<f32>());
+            }
             if best.is_none_or(|(_, best_bpd)| bpd < best_bpd) {
                 model
                     .clone()

@@ -99,8 +99,13 @@ pub fn distil(args: DistilArgs) -> Result<()> {
         report.final_distil,
         report.images_per_second
     );
-    if let Some((step, bpd)) = report.best {
-        eprintln!("kept the weights of step {step}: held-out {bpd:.3} bits/dim");
+    if let Some((step, objective)) = report.best {
+        let what = if args.weight > 0.0 {
+            "bits/dim + LAMBDA x distillation term"
+        } else {
+            "bits/dim"
+        };
+        eprintln!("kept the weights of step {step}: held-out {objective:.3} {what}");
     }
     let provenance = format!(
         "flowgate distil --teacher {} --student-config {} --weight {}",
