@@ -5,12 +5,16 @@
 #  2. extract frames 0..=599 (training) and 600..=794 (held-out normal frames) at 128x96 gray;
 #  3. build the OOD sets: 10 corruptions of the held-out frames (`flowgate corrupt`), frames of
 #     two other videos, and the opencv sample photos;
-#  4. train the camera flow (configs/$CAMERA_CONFIG.toml), quantise it to int8 and calibrate
-#     the int8 model at 1% false rejects on 60 held-out training frames;
+#  4. train the teacher, a flow on embeddings (configs/camera-embedding.toml), then distil the
+#     gate from it: the pixel flow configs/$CAMERA_CONFIG.toml trained on its own likelihood
+#     plus following the teacher's score on clean and perturbed training frames
+#     (`flowgate distil`); quantise it to int8 and calibrate the int8 model at 1% false
+#     rejects on 60 held-out training frames (CAMERA_DISTIL=0 trains the pixel flow alone);
 #  5. gate every set with the edge binary (`flowgate-edge score`) and summarise its scores:
 #     per set AUROC and share rejected, plus score histograms and ROC curves.
 #
-# Environment: CAMERA_CONFIG (default camera-realnvp), CAMERA_SCORE (bpd | typical,
+# Environment: CAMERA_CONFIG (default camera-realnvp), CAMERA_DISTIL (1 default, 0: no
+# teacher), CAMERA_SCORE (bpd | typical,
 # default bpd), FLOWGATE_STEPS (override the config's steps, e.g. 200 for a quick look),
 # RUNS (default runs/). Outputs land in $RUNS/camera/: the model, score CSVs, eval.json, plots/.
 set -euo pipefail
@@ -46,9 +50,19 @@ for kind in "${kinds[@]}"; do
   "$flowgate" corrupt --input "$frames/vtest-test" --out "$frames/ood/$kind" --kind "$kind"
 done
 
-step "train $config"
-mkdir -p "$out"
-"$flowgate" train --config "configs/$config.toml" --out "$out" --resume "${steps_flag[@]}"
+if [[ "${CAMERA_DISTIL:-1}" == 1 ]]; then
+  step "teacher: a flow on embeddings (configs/camera-embedding.toml)"
+  "$flowgate" train --config configs/camera-embedding.toml --out "$runs/camera-teacher" --resume
+  step "the gate: $config distilled from the teacher"
+  # distil starts from scratch (no --resume): clear the previous run's weights.
+  rm -rf "$out"
+  "$flowgate" distil --teacher "$runs/camera-teacher" --student-config "configs/$config.toml" \
+    --out "$out" --weight 1 "${steps_flag[@]}"
+else
+  step "train $config"
+  mkdir -p "$out"
+  "$flowgate" train --config "configs/$config.toml" --out "$out" --resume "${steps_flag[@]}"
+fi
 
 step "int8, calibrated at 1% false rejects ($score score)"
 "$flowgate" export --run "$out" --out "$out/f32.fgm"
