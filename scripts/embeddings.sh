@@ -10,6 +10,8 @@
 #              embedding flow's score: configs/{fmnist,camera}-realnvp.toml, and for
 #              Fashion-MNIST also configs/fmnist-cycle-mask-l16.toml
 #   student    the same student with --weight 0: trained identically, without the teacher
+#   fixed      (camera) the ablation: --fixed-targets, perturbed frames pushed out without
+#              the teacher's scores
 # Each one is exported as int8, calibrated at 1% false rejects on its own held-out scores and
 # scored by the edge runtime. Prints AUROC per set, the share rejected, params, MACs per
 # frame and the int8 file size. Expects the camera frames and OOD sets of scripts/run.sh.
@@ -83,6 +85,15 @@ for task in fmnist camera; do
       ship "$run" "$task-$student-w$weight" "$task"
     done
   done
+  if [[ "$task" == camera ]]; then
+    echo "==> camera: the ablation: perturbed frames with fixed targets, no teacher scores"
+    run="$runs/distil-camera-realnvp-fixed"
+    if [[ ! -f "$run/model.bpk" ]]; then
+      "$flowgate" distil --teacher "$runs/camera-embedding" \
+        --student-config configs/camera-realnvp.toml --out "$run" --weight 1 --fixed-targets
+    fi
+    ship "$run" camera-realnvp-fixed camera
+  fi
 done
 evaluate models/fmnist-cycle-mask-l16.int8.fgm fmnist-pixel fmnist
 # The camera gate before distillation: the same RealNVP trained on its likelihood alone.
@@ -102,7 +113,8 @@ rows = {
     "camera": [("pixel", "pixel flow alone: camera-realnvp (the gate before distillation)"),
                ("embedding", "flow on embeddings"),
                ("realnvp-w1", "realnvp student, distilled"),
-               ("realnvp-w0", "realnvp student, no teacher")],
+               ("realnvp-w0", "realnvp student, no teacher"),
+               ("realnvp-fixed", "realnvp student, fixed targets (ablation)")],
 }
 for task in ("fmnist", "camera"):
     print(f"\n{task}: AUROC (share rejected at the model's 1% threshold)")

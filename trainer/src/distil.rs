@@ -90,6 +90,10 @@ pub struct DistilOptions {
     /// stays the baseline trained identically otherwise; with `warmup >= steps` the run is
     /// `training::train`'s.
     pub warmup: Option<usize>,
+    /// The ablation: ignore the teacher's scores and target z 0 on clean images and the
+    /// clamp's top on perturbed ones (so perturbed images only have to score at least that
+    /// far out): what showing the student perturbed images does without a teacher.
+    pub fixed_targets: bool,
 }
 
 impl Default for DistilOptions {
@@ -100,6 +104,7 @@ impl Default for DistilOptions {
             huber: 5.0,
             calibration_images: 2048,
             warmup: None,
+            fixed_targets: false,
         }
     }
 }
@@ -456,13 +461,27 @@ fn held_out_pair(
     stats: &TeacherStats,
     device: &Device,
     seed: u64,
+    options: &DistilOptions,
 ) -> Result<(ImageSet, Vec<f64>)> {
     let indices: Vec<usize> = (0..held_out.count.min(HELD_OUT_PAIRS)).collect();
     let pair = clean_and_perturbed(held_out, &indices, seed ^ 0x4e1d_0a7e)?;
     let all: Vec<usize> = (0..pair.count).collect();
     let lls = crate::export::values(teacher.log_likelihood(pair.batch(&all, device), false))?;
-    let z = lls.iter().map(|&ll| stats.z(f64::from(ll))).collect();
-    Ok((pair, z))
+    Ok((pair, targets(&lls, stats, options)))
+}
+
+/// The z-score targets of a clean-then-perturbed batch whose teacher log-likelihoods are
+/// `lls`: the teacher's z-scores, or with [`DistilOptions::fixed_targets`] 0 for the clean
+/// half and the clamp's top for the perturbed half.
+fn targets(lls: &[f32], stats: &TeacherStats, options: &DistilOptions) -> Vec<f64> {
+    if options.fixed_targets {
+        let half = lls.len() / 2;
+        (0..lls.len())
+            .map(|i| if i < half { 0.0 } else { options.z_range.1 })
+            .collect()
+    } else {
+        lls.iter().map(|&ll| stats.z(f64::from(ll))).collect()
+    }
 }
 
 /// Most held-out images early stopping compares with the teacher.
@@ -513,6 +532,7 @@ struct Record<'a> {
     huber: f64,
     steps: usize,
     warmup: usize,
+    fixed_targets: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     final_bits_per_dim: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -587,6 +607,7 @@ pub fn distil(
             .warmup
             .unwrap_or(config.train.steps / 2)
             .min(config.train.steps),
+        fixed_targets: options.fixed_targets,
         final_bits_per_dim: None,
         final_distil: None,
     };
@@ -631,6 +652,7 @@ pub fn distil(
             &stats,
             &inner_device,
             config.train.seed,
+            options,
         )?),
         _ => None,
     };
@@ -678,10 +700,7 @@ pub fn distil(
         let teacher_lls = crate::export::values(
             teacher_model.log_likelihood(pair.batch(&all, &inner_device), false),
         )?;
-        let teacher_z: Vec<f64> = teacher_lls
-            .iter()
-            .map(|&ll| stats.z(f64::from(ll)))
-            .collect();
+        let teacher_z = targets(&teacher_lls, &stats, options);
         let loss = if distilling && options.weight > 0.0 {
             let term = distillation_term(
                 &running_statistics_view(&model),
@@ -796,4 +815,30 @@ pub fn distil(
         model_path,
     };
     Ok((report, model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_follow_the_teacher_or_the_fixed_ablation() {
+        let stats = TeacherStats {
+            mu: 10.0,
+            sigma: 2.0,
+            images: 4,
+        };
+        // -ln p of 10, 12, 30, 6 nats: z 0, 1, 10, -2.
+        let lls = [-10.0f32, -12.0, -30.0, -6.0];
+        let options = DistilOptions::default();
+        assert_eq!(targets(&lls, &stats, &options), vec![0.0, 1.0, 10.0, -2.0]);
+        let fixed = DistilOptions {
+            fixed_targets: true,
+            ..options
+        };
+        assert_eq!(
+            targets(&lls, &stats, &fixed),
+            vec![0.0, 0.0, fixed.z_range.1, fixed.z_range.1]
+        );
+    }
 }

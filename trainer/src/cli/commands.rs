@@ -72,6 +72,7 @@ pub fn distil(args: DistilArgs) -> Result<()> {
     let options = DistilOptions {
         weight: args.weight,
         warmup: args.warmup,
+        fixed_targets: args.fixed_targets,
         ..DistilOptions::default()
     };
     let (report, model) = crate::distil::distil(

@@ -262,6 +262,11 @@ pub struct DistilArgs {
     /// Steps of plain training before the distillation phase [default: half the steps].
     #[arg(long, value_name = "STEPS")]
     pub warmup: Option<usize>,
+    /// Ablation: ignore the teacher's scores; the targets are z 0 for clean images and the
+    /// clamp's top (20) for perturbed ones, which then only have to score at least that far
+    /// out. Shows what the perturbed images do for the student without a teacher.
+    #[arg(long)]
+    pub fixed_targets: bool,
     /// The data dir [default: $FLOWGATE_DATA_DIR, else data/ in the workspace].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
