@@ -18,7 +18,6 @@ use burn::module::{Flag, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use image::{GrayImage, imageops};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
@@ -624,21 +623,15 @@ pub fn distil(
         &device,
         progress,
     )?;
+    model = crate::pretrain::freeze_extractor(model);
     let steps = config.train.steps;
     let warmup = options.warmup.unwrap_or(steps / 2).min(steps);
     let dims = config.model.density_dims() as f64;
-    let bar = if progress {
-        ProgressBar::new(steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = training::step_bar(
+        steps,
+        progress,
+        &format!("{} <- {}", config.name, teacher.config.name),
     );
-    bar.set_prefix(format!("{} <- {}", config.name, teacher.config.name));
     let started = Instant::now();
     let best_file = out_dir.join(files::BEST);
     let checkpoint_step = out_dir.join(files::CHECKPOINT_STEP);

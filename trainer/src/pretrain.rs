@@ -9,14 +9,13 @@ use burn::module::Param;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::TrainConfig;
 use crate::data::{self, Split};
 use crate::flows::embedding::{ExtractorConfig, Objective, all_flips};
 use crate::flows::preprocess::levels_to_flow_input;
 use crate::flows::{Architecture, FlowModel};
-use crate::training::{ImageSet, batch_indices};
+use crate::training::{self, ImageSet, batch_indices};
 
 /// Images whose embeddings set the standardisation.
 const STANDARDISE_IMAGES: usize = 4096;
@@ -39,18 +38,11 @@ pub fn pretrain_extractor(
         Objective::Labels => Some(training_labels(config, data_dir, train_set, held_out)?),
         Objective::Flips => None,
     };
-    let bar = if progress {
-        ProgressBar::new(extractor.steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = training::step_bar(
+        extractor.steps,
+        progress,
+        &format!("{} extractor", config.name),
     );
-    bar.set_prefix(format!("{} extractor", config.name));
     let mut optim: ModuleOptimizer = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     // Its own stream of batches and noise, so the flow's stay those of a pixel flow's run.
@@ -86,6 +78,14 @@ pub fn pretrain_extractor(
         held_out.count
     );
     standardise(model, train_set, device)
+}
+
+/// `model` with its extractor (if any) frozen for training the flow on its embeddings: no
+/// gradient reaches it, and its forward pass records no autodiff graph (a graph that no
+/// backward pass consumes is never freed: it filled 24 GB in 500 steps).
+pub fn freeze_extractor(mut model: FlowModel) -> FlowModel {
+    model.extractor = model.extractor.take().map(Module::freeze);
+    model
 }
 
 /// Labels of the training and held-out images, which `training_data` takes from the start

@@ -296,6 +296,23 @@ fn permutation(count: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// The progress bar of a `steps`-step loop (hidden without `progress`), labelled `prefix`.
+pub fn step_bar(steps: usize, progress: bool, prefix: &str) -> ProgressBar {
+    let bar = if progress {
+        ProgressBar::new(steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar
+}
+
 /// Outcome of a run.
 #[derive(Debug, Clone)]
 pub struct TrainReport {
@@ -354,23 +371,10 @@ pub fn train(
             progress,
         )?;
     }
-    // Frozen, its forward pass records no autodiff graph: a graph that no backward pass
-    // consumes is never freed (it filled 24 GB in 500 steps).
-    model.extractor = model.extractor.take().map(Module::freeze);
+    model = crate::pretrain::freeze_extractor(model);
     let steps = config.train.steps;
     let dims = config.model.density_dims() as f64;
-    let bar = if progress {
-        ProgressBar::new(steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(config.name.clone());
+    let bar = step_bar(steps, progress, &config.name);
     bar.set_position(start as u64);
     let started = Instant::now();
     let mut recent = std::collections::VecDeque::new();
