@@ -26,6 +26,8 @@ pub enum Error {
     },
     /// The model disagreed with itself while running: unreachable for a validated model.
     Inconsistent,
+    /// The requested kernels need instructions this CPU (or this build) lacks.
+    KernelsUnavailable(crate::kernels::KernelPath),
 }
 
 /// What is wrong with a frame buffer.
@@ -70,6 +72,12 @@ impl fmt::Display for Error {
                 found.0, found.1, expected.0, expected.1
             ),
             Error::Inconsistent => f.write_str("the model is internally inconsistent"),
+            Error::KernelsUnavailable(path) => {
+                write!(
+                    f,
+                    "the {path} kernels need instructions this CPU or build lacks"
+                )
+            }
         }
     }
 }

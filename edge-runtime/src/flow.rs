@@ -4,7 +4,7 @@ use flowgate_shared::validate::{Dims, coupling_net_input, plan_net};
 use flowgate_shared::{Coupling, Embed, FlowLayer, Mask, Model};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, weights::Weights};
+use crate::kernels::{self, KernelPath, weights::Weights};
 
 /// `ln(2 pi) / 2`.
 const HALF_LN_TWO_PI: f64 = 0.918_938_533_204_672_8;
@@ -19,12 +19,13 @@ pub fn standard_normal_log_density(values: &[f32]) -> f64 {
 
 /// Applies every layer of `model.flow` to `state` (the flow's input, shape `input`) and
 /// returns `ln p(y)` in nats: the prior's log-density of everything that leaves the flow plus
-/// the layers' log-determinants. `work` is the scratch work area.
+/// the layers' log-determinants. `work` is the scratch work area; `path` picks the kernels.
 pub fn log_density(
     model: &Model<'_>,
     input: Dims,
     state: &mut [f32],
     work: &mut [f32],
+    path: KernelPath,
 ) -> Result<f64> {
     let mut dims = input;
     let mut total = 0.0f64;
@@ -34,7 +35,7 @@ pub fn log_density(
         let active = state.get_mut(..len).ok_or(Error::Inconsistent)?;
         match &layer {
             FlowLayer::Coupling(coupling) => {
-                total += run_coupling(coupling, dims, active, work)?;
+                total += run_coupling(coupling, dims, active, work, path)?;
             }
             FlowLayer::Squeeze => {
                 let copy = copy_to_work(active, work)?;
@@ -88,7 +89,7 @@ pub fn log_density(
                 dims = kept;
             }
             FlowLayer::Embed(embed) => {
-                dims = run_extractor(embed, dims, active, work)?;
+                dims = run_extractor(embed, dims, active, work, path)?;
                 let embedding = work.get(..dims.elements() as usize);
                 let embedding = embedding.ok_or(Error::Inconsistent)?;
                 state
@@ -106,11 +107,17 @@ pub fn log_density(
 
 /// Runs a feature extractor on `input` (shape `dims`) and leaves the embedding at the start
 /// of `work`; returns its shape.
-fn run_extractor(embed: &Embed<'_>, dims: Dims, input: &[f32], work: &mut [f32]) -> Result<Dims> {
+fn run_extractor(
+    embed: &Embed<'_>,
+    dims: Dims,
+    input: &[f32],
+    work: &mut [f32],
+    path: KernelPath,
+) -> Result<Dims> {
     let plan = plan_net(&embed.net, dims, |_| Ok(())).map_err(|_| Error::Inconsistent)?;
     // Slot 0 sits at the start of the work area.
     copy_to_work(input, work)?;
-    let (out_slot, out_dims) = kernels::run_net(&embed.net, dims, &plan, work)?;
+    let (out_slot, out_dims) = kernels::run_net(&embed.net, dims, &plan, work, path)?;
     let len = out_dims.elements() as usize;
     let offset = plan.offset(out_slot);
     let end = offset.checked_add(len).ok_or(Error::Inconsistent)?;
@@ -164,6 +171,7 @@ fn run_coupling(
     dims: Dims,
     state: &mut [f32],
     work: &mut [f32],
+    path: KernelPath,
 ) -> Result<f64> {
     let net_input = coupling_net_input(coupling.mask, dims).map_err(|_| Error::Inconsistent)?;
     let plan = plan_net(&coupling.net, net_input, |_| Ok(())).map_err(|_| Error::Inconsistent)?;
@@ -207,7 +215,7 @@ fn run_coupling(
         }
     }
 
-    let (out_slot, out_dims) = kernels::run_net(&coupling.net, net_input, &plan, work)?;
+    let (out_slot, out_dims) = kernels::run_net(&coupling.net, net_input, &plan, work, path)?;
     let st = kernels::slot(&plan, work, out_slot, out_dims.elements() as usize)?;
     let (s_raw, t) = st.split_at_checked(half).ok_or(Error::Inconsistent)?;
     let scale = Weights::new(&coupling.scale);

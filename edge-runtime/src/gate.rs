@@ -5,6 +5,7 @@ use flowgate_shared::{Dims, Model, ModelSummary, decode};
 use crate::error::{Error, Result};
 use crate::flow::log_density;
 use crate::frame::Frame;
+use crate::kernels::KernelPath;
 use crate::preprocess::{frame_levels, levels_to_flow_input};
 
 /// `ln 2`.
@@ -39,10 +40,12 @@ pub struct Gate<'a> {
     model: Model<'a>,
     summary: ModelSummary,
     input: Dims,
+    kernels: KernelPath,
 }
 
 impl<'a> Gate<'a> {
-    /// Decodes and validates a model file.
+    /// Decodes and validates a model file. The gate runs the fastest kernels this CPU has
+    /// ([`KernelPath::detect`]).
     pub fn new(model_bytes: &'a [u8]) -> Result<Self> {
         let validated = decode(model_bytes)?;
         let spec = validated.model.input;
@@ -50,7 +53,23 @@ impl<'a> Gate<'a> {
             model: validated.model,
             summary: validated.summary,
             input: Dims::new(spec.channels, spec.height, spec.width),
+            kernels: KernelPath::detect(),
         })
+    }
+
+    /// The same gate on other kernels, e.g. [`KernelPath::Scalar`], the reference; refuses a
+    /// path this CPU (or this build) cannot run.
+    pub fn with_kernels(mut self, kernels: KernelPath) -> Result<Self> {
+        if !kernels.available() {
+            return Err(Error::KernelsUnavailable(kernels));
+        }
+        self.kernels = kernels;
+        Ok(self)
+    }
+
+    /// The kernels the gate runs.
+    pub fn kernels(&self) -> KernelPath {
+        self.kernels
     }
 
     /// The f32 elements of scratch [`Gate::score`] needs.
@@ -105,7 +124,7 @@ impl<'a> Gate<'a> {
         let dims = self.input.elements() as usize;
         let input = state.get_mut(..dims).ok_or(Error::Inconsistent)?;
         let preprocess_log_det = levels_to_flow_input(self.model.input.preprocess, input);
-        let mut log_likelihood = log_density(&self.model, self.input, state, work)?;
+        let mut log_likelihood = log_density(&self.model, self.input, state, work, self.kernels)?;
         // A flow on embeddings models the embedding, not the pixels the preprocessing maps.
         if !self.summary.embedded {
             log_likelihood += preprocess_log_det;

@@ -212,6 +212,7 @@ impl<'a> F32View<'a> {
     }
 
     /// The value at `index`, or `None` past the end.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<f32> {
         read_f32(self.0, index)
     }
@@ -231,6 +232,7 @@ impl<'a> F32View<'a> {
     }
 }
 
+#[inline]
 fn read_f32(bytes: &[u8], index: usize) -> Option<f32> {
     let start = index.checked_mul(4)?;
     let word = bytes.get(start..start.checked_add(4)?)?;

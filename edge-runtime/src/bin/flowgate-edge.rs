@@ -12,6 +12,7 @@ use flowgate_edge::cli::report::{Format, Report, decision_name};
 use flowgate_edge::io::idx::{self, IdxImages};
 use flowgate_edge::io::image::{self, EXTENSIONS};
 use flowgate_edge::io::raw::{RawFrames, RawGeometry, parse_size};
+use flowgate_edge::kernels::KernelPath;
 use flowgate_edge::{Decision, Frame, Gate, PixelFormat, Verdict};
 use flowgate_shared::{FlowLayer, Mask, Resize};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -93,6 +94,36 @@ struct InputArgs {
     /// Pixel format of the raw frames.
     #[arg(long, value_enum, value_name = "FORMAT", requires = "raw")]
     pixel: Option<PixelArg>,
+
+    /// The convolutions' inner loops: `auto` picks the fastest this CPU runs (AVX2+FMA on
+    /// x86_64 where present, NEON on aarch64); `scalar` is the portable reference. All give
+    /// the same decisions; bits/dim may differ in the last digits (fused multiply-adds).
+    #[arg(long, value_enum, value_name = "PATH", default_value_t = KernelsArg::Auto)]
+    kernels: KernelsArg,
+}
+
+/// Choices of `--kernels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KernelsArg {
+    /// The fastest path this CPU runs.
+    Auto,
+    /// Portable loops, the reference.
+    Scalar,
+    /// x86_64 AVX2 with FMA.
+    Avx2Fma,
+    /// aarch64 NEON.
+    Neon,
+}
+
+impl KernelsArg {
+    fn path(self) -> KernelPath {
+        match self {
+            KernelsArg::Auto => KernelPath::detect(),
+            KernelsArg::Scalar => KernelPath::Scalar,
+            KernelsArg::Avx2Fma => KernelPath::Avx2Fma,
+            KernelsArg::Neon => KernelPath::Neon,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +309,11 @@ fn read_model(path: &Path) -> Result<Vec<u8>> {
 
 fn load_gate<'a>(path: &Path, bytes: &'a [u8]) -> Result<Gate<'a>> {
     Gate::new(bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// The gate for scoring, on the kernels the user picked.
+fn load_scoring_gate<'a>(args: &InputArgs, bytes: &'a [u8]) -> Result<Gate<'a>> {
+    Ok(load_gate(&args.model, bytes)?.with_kernels(args.kernels.path())?)
 }
 
 fn open_input(args: &InputArgs) -> Result<Input> {
@@ -475,7 +511,7 @@ fn open_output(out: Option<&Path>) -> Result<Box<dyn Write>> {
 fn score(args: &ScoreArgs, console: &mut Console) -> Result<()> {
     let model_path = &args.input.model;
     let model = read_model(model_path)?;
-    let gate = load_gate(model_path, &model)?;
+    let gate = load_scoring_gate(&args.input, &model)?;
     let input = open_input(&args.input)?;
     console.allow_bar(args.out.as_deref());
     let live = matches!(input, Input::Raw { .. });
@@ -497,7 +533,7 @@ fn score(args: &ScoreArgs, console: &mut Console) -> Result<()> {
 fn gate(args: &GateArgs, console: &mut Console) -> Result<()> {
     let model_path = &args.input.model;
     let model = read_model(model_path)?;
-    let gate = load_gate(model_path, &model)?;
+    let gate = load_scoring_gate(&args.input, &model)?;
     let Some(threshold) = gate.model().threshold.as_ref().map(|t| t.ood_score) else {
         bail!(
             "{}: the model has no calibrated threshold, so `gate` cannot decide; calibrate it, or use `score` for scores alone",

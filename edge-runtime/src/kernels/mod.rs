@@ -1,9 +1,14 @@
 //! The product's own kernels: the coupling networks' operations and the network runner.
 //!
-//! `ops` holds the portable scalar kernels, the reference every other path must match.
+//! `ops` holds the kernels; `lanes` the inner loop the unit-stride convolution runs once per
+//! instruction set, picked by a [`KernelPath`] (the scalar one is the reference).
 
+pub mod lanes;
 pub mod ops;
+pub mod path;
 pub mod weights;
+
+pub use path::KernelPath;
 
 use flowgate_shared::validate::{SlotPlan, infer_op};
 use flowgate_shared::{Dims, NetNode, NetOp, Seq, layers::MAX_SLOTS};
@@ -70,12 +75,13 @@ impl Slots<'_> {
 }
 
 /// Runs a coupling network whose input the caller wrote into slot 0 of `work` (laid out by
-/// `plan`); returns the result's slot and shape.
+/// `plan`) with `path`'s kernels; returns the result's slot and shape.
 pub fn run_net<'a>(
     net: &Seq<'a, NetNode<'a>>,
     input: Dims,
     plan: &SlotPlan,
     work: &mut [f32],
+    path: KernelPath,
 ) -> Result<(u8, Dims)> {
     let mut shapes: [Option<Dims>; MAX_SLOTS] = [None; MAX_SLOTS];
     if let Some(first) = shapes.first_mut() {
@@ -98,7 +104,7 @@ pub fn run_net<'a>(
             _ => None,
         };
         let (out_dims, _) = infer_op(&node.op, in_dims, other).map_err(|_| Error::Inconsistent)?;
-        run_node(&node, in_dims, out_dims, &mut slots)?;
+        run_node(&node, in_dims, out_dims, &mut slots, path)?;
         if let Some(shape) = shapes.get_mut(usize::from(node.output)) {
             *shape = Some(out_dims);
         }
@@ -112,6 +118,7 @@ fn run_node(
     in_dims: Dims,
     out_dims: Dims,
     slots: &mut Slots<'_>,
+    path: KernelPath,
 ) -> Result<()> {
     let in_len = in_dims.elements() as usize;
     let out_len = out_dims.elements() as usize;
@@ -120,12 +127,12 @@ fn run_node(
         NetOp::Conv2d(conv) => {
             let conv = ops::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
-            ops::conv2d(input, in_dims, output, out_dims, &conv)
+            ops::conv2d(input, in_dims, output, out_dims, &conv, path)
         }
         NetOp::ConvTranspose2d(conv) => {
             let conv = ops::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
-            ops::conv_transpose2d(input, in_dims, output, out_dims, &conv)
+            ops::conv_transpose2d(input, in_dims, output, out_dims, &conv, path)
         }
         NetOp::Linear(linear) => {
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;

@@ -1,11 +1,15 @@
-//! Scalar kernels of the coupling networks' operations, on channel-major (C, H, W) slices.
+//! Kernels of the coupling networks' operations, on channel-major (C, H, W) slices.
 //!
-//! Loops run over contiguous rows with the weight hoisted, the shape compilers autovectorise.
+//! Loops run over contiguous rows with the weight hoisted, the shape compilers autovectorise;
+//! the unit-stride convolution, where the time goes, also has explicit SIMD paths
+//! ([`super::lanes`]).
 //! Slices come from the gate's scratch, sized by the validated plan; every access still goes
 //! through `get` or iterators, so a mismatch yields `Error::Inconsistent`, never a panic.
 
 use flowgate_shared::Dims;
 
+use super::KernelPath;
+use super::lanes::{self, Lanes};
 use super::weights::Weights;
 use crate::error::{Error, Result};
 
@@ -19,14 +23,10 @@ fn plane(data: &[f32], index: usize, len: usize) -> Result<&[f32]> {
         .ok_or(Error::Inconsistent)
 }
 
-/// Range of output positions `o` whose source `o * stride + tap - pad` lies in `0..size`.
-fn valid_outputs(
-    out_size: usize,
-    size: usize,
-    tap: usize,
-    pad: usize,
-    stride: usize,
-) -> (usize, usize) {
+/// Range of positions `p < count` whose `p * stride + tap - pad` lies in `0..size`: for a
+/// convolution, the outputs whose source is inside the input; for a transposed one, the
+/// inputs whose target is inside the output.
+fn valid_range(count: usize, size: usize, tap: usize, pad: usize, stride: usize) -> (usize, usize) {
     let first = if pad > tap {
         (pad - tap).div_ceil(stride)
     } else {
@@ -35,7 +35,7 @@ fn valid_outputs(
     // Largest o with o * stride + tap - pad <= size - 1.
     let limit = size + pad;
     let end = if limit > tap {
-        ((limit - tap - 1) / stride + 1).min(out_size)
+        ((limit - tap - 1) / stride + 1).min(count)
     } else {
         0
     };
@@ -80,51 +80,177 @@ impl<'a> Conv<'a> {
     }
 }
 
-/// 2-D convolution, zero padding; weight `[out, in, kh, kw]`.
+/// 2-D convolution, zero padding; weight `[out, in, kh, kw]`. Unit-stride rows run on
+/// `path`'s inner loop, strided ones on a scalar gather.
 pub fn conv2d(
     input: &[f32],
     in_dims: Dims,
     output: &mut [f32],
     out_dims: Dims,
     conv: &Conv<'_>,
+    path: KernelPath,
+) -> Result<()> {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma if path.available() => {
+            // SAFETY: this CPU runs AVX2 and FMA (checked just above).
+            unsafe { conv2d_avx2_fma(input, in_dims, output, out_dims, conv) }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        KernelPath::Neon => conv2d_with::<lanes::Neon>(input, in_dims, output, out_dims, conv),
+        _ => conv2d_with::<lanes::Scalar>(input, in_dims, output, out_dims, conv),
+    }
+}
+
+/// [`conv2d_with`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must run AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn conv2d_avx2_fma(
+    input: &[f32],
+    in_dims: Dims,
+    output: &mut [f32],
+    out_dims: Dims,
+    conv: &Conv<'_>,
+) -> Result<()> {
+    conv2d_with::<lanes::Avx2Fma>(input, in_dims, output, out_dims, conv)
+}
+
+/// Output channels updated per pass over an input row.
+const OUT_BLOCK: usize = 4;
+
+/// Elements of the stack rows that strided kernels gather into (and scatter from), so their
+/// inner loops run contiguously on the lanes; wider rows take the plain strided loop.
+const ROW_BUFFER: usize = 64;
+
+/// Calls `run` with the output planes in blocks of [`OUT_BLOCK`] channels (the last block
+/// one channel at a time), each plane filled with its bias first.
+#[inline(always)]
+fn for_each_block(
+    output: &mut [f32],
+    out_dims: Dims,
+    bias: Weights<'_>,
+    mut run: impl FnMut(Block<'_, '_>) -> Result<()>,
+) -> Result<()> {
+    let out_plane = (out_dims.pixels() as usize).max(1);
+    let out_channels = out_dims.channels as usize;
+    let output = output
+        .get_mut(..out_channels * out_plane)
+        .ok_or(Error::Inconsistent)?;
+    for (block, planes) in output.chunks_mut(OUT_BLOCK * out_plane).enumerate() {
+        let first = block * OUT_BLOCK;
+        for (k, plane) in planes.chunks_exact_mut(out_plane).enumerate() {
+            plane.fill(bias.get(first + k));
+        }
+        let mut four = planes.chunks_exact_mut(out_plane);
+        if let (Some(a), Some(b), Some(c), Some(d)) =
+            (four.next(), four.next(), four.next(), four.next())
+        {
+            run(Block::Four(first, [a, b, c, d]))?;
+            continue;
+        }
+        for (k, plane) in planes.chunks_exact_mut(out_plane).enumerate() {
+            run(Block::One(first + k, [plane]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Output planes of consecutive channels, from the first one's index.
+enum Block<'b, 'p> {
+    Four(usize, [&'b mut [f32]; OUT_BLOCK]),
+    One(usize, [&'p mut [f32]; 1]),
+}
+
+/// Each output element sums its terms in (input channel, ky, kx) order, as a plain loop
+/// would, so the scalar path's results do not depend on the blocking.
+///
+/// Instantiate only with a [`Lanes`] the CPU runs: [`conv2d`] dispatches.
+#[inline(always)]
+fn conv2d_with<L: Lanes>(
+    input: &[f32],
+    in_dims: Dims,
+    output: &mut [f32],
+    out_dims: Dims,
+    conv: &Conv<'_>,
+) -> Result<()> {
+    for_each_block(output, out_dims, conv.bias, |block| match block {
+        Block::Four(first, mut planes) => {
+            conv2d_block::<L, OUT_BLOCK>(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+        Block::One(first, mut planes) => {
+            conv2d_block::<L, 1>(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+    })
+}
+
+/// Adds the convolution's terms to the planes of output channels `first..first + B`.
+#[inline(always)]
+fn conv2d_block<L: Lanes, const B: usize>(
+    planes: &mut [&mut [f32]; B],
+    first: usize,
+    input: &[f32],
+    in_dims: Dims,
+    out_dims: Dims,
+    conv: &Conv<'_>,
 ) -> Result<()> {
     let Conv {
         weight,
-        bias,
         kernel: (kh, kw),
         stride,
         pad,
+        ..
     } = *conv;
     let (in_h, in_w) = (in_dims.height as usize, in_dims.width as usize);
     let (out_h, out_w) = (out_dims.height as usize, out_dims.width as usize);
-    let (in_plane, out_plane) = (in_h * in_w, out_h * out_w);
-    let in_channels = in_dims.channels as usize;
-    for o in 0..out_dims.channels as usize {
-        let out = plane_mut(output, o, out_plane)?;
-        out.fill(bias.get(o));
-        for i in 0..in_channels {
-            let src = plane(input, i, in_plane)?;
-            for ky in 0..kh {
-                let (oy0, oy1) = valid_outputs(out_h, in_h, ky, pad, stride);
-                for kx in 0..kw {
-                    let w = weight.get(((o * in_channels + i) * kh + ky) * kw + kx);
-                    let (ox0, ox1) = valid_outputs(out_w, in_w, kx, pad, stride);
-                    for oy in oy0..oy1 {
-                        let iy = oy * stride + ky - pad;
-                        let out_row = out
-                            .get_mut(oy * out_w + ox0..oy * out_w + ox1)
-                            .ok_or(Error::Inconsistent)?;
-                        let ix0 = ox0 * stride + kx - pad;
-                        let src_row = src
-                            .get(iy * in_w..(iy + 1) * in_w)
-                            .ok_or(Error::Inconsistent)?;
-                        let src_row = src_row.get(ix0..).ok_or(Error::Inconsistent)?;
-                        if stride == 1 {
-                            for (acc, x) in out_row.iter_mut().zip(src_row) {
-                                *acc += w * x;
-                            }
-                        } else {
-                            for (acc, x) in out_row.iter_mut().zip(src_row.iter().step_by(stride)) {
+    for i in 0..in_dims.channels as usize {
+        let src = plane(input, i, in_h * in_w)?;
+        for ky in 0..kh {
+            let (oy0, oy1) = valid_range(out_h, in_h, ky, pad, stride);
+            for kx in 0..kw {
+                let (ox0, ox1) = valid_range(out_w, in_w, kx, pad, stride);
+                if oy0 == oy1 || ox0 == ox1 {
+                    continue;
+                }
+                let tap = (i * kh + ky) * kw + kx;
+                let mut w = [0f32; B];
+                for (b, w) in w.iter_mut().enumerate() {
+                    *w = weight.at(first + b, tap);
+                }
+                // valid_range keeps every source index inside the input.
+                let (iy0, ix0) = (oy0 * stride + ky - pad, ox0 * stride + kx - pad);
+                let len = ox1 - ox0;
+                if stride == 1 && len == out_w && len == in_w {
+                    // Every column reads its own column: the rows run on as one.
+                    let rows_len = (oy1 - oy0) * out_w;
+                    let x = src.get(iy0 * in_w..iy0 * in_w + rows_len);
+                    // SAFETY: the caller instantiates L only where the CPU runs it.
+                    unsafe { L::axpy(planes, oy0 * out_w, w, x.ok_or(Error::Inconsistent)?) };
+                    continue;
+                }
+                for (oy, iy) in (oy0..oy1).zip((iy0..).step_by(stride)) {
+                    let row = src.get(iy * in_w + ix0..(iy + 1) * in_w);
+                    let row = row.ok_or(Error::Inconsistent)?;
+                    let at = oy * out_w + ox0;
+                    if stride == 1 {
+                        let x = row.get(..len).ok_or(Error::Inconsistent)?;
+                        // SAFETY: as above.
+                        unsafe { L::axpy(planes, at, w, x) };
+                    } else if len <= ROW_BUFFER {
+                        // Gather every stride-th source into a contiguous row for the lanes.
+                        let mut gathered = [0f32; ROW_BUFFER];
+                        for (g, x) in gathered.iter_mut().zip(row.iter().step_by(stride)) {
+                            *g = *x;
+                        }
+                        let x = gathered.get(..len).ok_or(Error::Inconsistent)?;
+                        // SAFETY: as above.
+                        unsafe { L::axpy(planes, at, w, x) };
+                    } else {
+                        for (plane, w) in planes.iter_mut().zip(w) {
+                            let out = plane.get_mut(at..at + len).ok_or(Error::Inconsistent)?;
+                            for (acc, x) in out.iter_mut().zip(row.iter().step_by(stride)) {
                                 *acc += w * x;
                             }
                         }
@@ -137,50 +263,198 @@ pub fn conv2d(
 }
 
 /// 2-D transposed convolution; weight `[in, out, kh, kw]`; `out_dims` already includes
-/// padding and output padding.
+/// padding and output padding. Each output element sums its terms in (input channel, ky,
+/// kx) order, on every path.
 pub fn conv_transpose2d(
     input: &[f32],
     in_dims: Dims,
     output: &mut [f32],
     out_dims: Dims,
     conv: &Conv<'_>,
+    path: KernelPath,
+) -> Result<()> {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma if path.available() => {
+            // SAFETY: this CPU runs AVX2 and FMA (checked just above).
+            unsafe { conv_transpose2d_avx2_fma(input, in_dims, output, out_dims, conv) }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        KernelPath::Neon => {
+            conv_transpose2d_with::<lanes::Neon>(input, in_dims, output, out_dims, conv)
+        }
+        _ => conv_transpose2d_with::<lanes::Scalar>(input, in_dims, output, out_dims, conv),
+    }
+}
+
+/// [`conv_transpose2d_with`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must run AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn conv_transpose2d_avx2_fma(
+    input: &[f32],
+    in_dims: Dims,
+    output: &mut [f32],
+    out_dims: Dims,
+    conv: &Conv<'_>,
+) -> Result<()> {
+    conv_transpose2d_with::<lanes::Avx2Fma>(input, in_dims, output, out_dims, conv)
+}
+
+/// Instantiate only with a [`Lanes`] the CPU runs: [`conv_transpose2d`] dispatches.
+#[inline(always)]
+fn conv_transpose2d_with<L: Lanes>(
+    input: &[f32],
+    in_dims: Dims,
+    output: &mut [f32],
+    out_dims: Dims,
+    conv: &Conv<'_>,
+) -> Result<()> {
+    let phase_len = (out_dims.width as usize).div_ceil(conv.stride.max(1));
+    for_each_block(output, out_dims, conv.bias, |block| match block {
+        Block::Four(first, mut planes) if phase_len <= ROW_BUFFER => {
+            transposed_by_phase::<L, OUT_BLOCK>(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+        Block::One(first, mut planes) if phase_len <= ROW_BUFFER => {
+            transposed_by_phase::<L, 1>(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+        Block::Four(first, mut planes) => {
+            transposed_scatter(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+        Block::One(first, mut planes) => {
+            transposed_scatter(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+    })
+}
+
+/// The transposed convolution as a gather: output columns `px, px + stride, ...` of a row
+/// (one phase) read consecutive input columns for each tap, so each (input row, tap) is one
+/// contiguous pass of the lanes over a stack copy of the phase, scattered back at the end.
+#[inline(always)]
+fn transposed_by_phase<L: Lanes, const B: usize>(
+    planes: &mut [&mut [f32]; B],
+    first: usize,
+    input: &[f32],
+    in_dims: Dims,
+    out_dims: Dims,
+    conv: &Conv<'_>,
 ) -> Result<()> {
     let Conv {
         weight,
-        bias,
         kernel: (kh, kw),
         stride,
         pad,
+        ..
+    } = *conv;
+    let stride = stride.max(1);
+    let (in_h, in_w) = (in_dims.height as usize, in_dims.width as usize);
+    let (out_h, out_w) = (out_dims.height as usize, out_dims.width as usize);
+    let mut buffers = [[0f32; ROW_BUFFER]; B];
+    for oy in 0..out_h {
+        for px in 0..stride.min(out_w) {
+            // Output column px + q * stride, q < phase_len.
+            let phase_len = (out_w - px).div_ceil(stride);
+            let mut phase = buffers.each_mut().map(|buffer| buffer.as_mut_slice());
+            for (buffer, plane) in phase.iter_mut().zip(planes.iter()) {
+                let row = plane.get(oy * out_w + px..(oy + 1) * out_w);
+                let row = row.ok_or(Error::Inconsistent)?;
+                for (b, x) in buffer.iter_mut().zip(row.iter().step_by(stride)) {
+                    *b = *x;
+                }
+            }
+            for i in 0..in_dims.channels as usize {
+                let src = plane(input, i, in_h * in_w)?;
+                for ky in 0..kh {
+                    // Input row iy reaches output row iy * stride + ky - pad.
+                    let Some(reach) = (oy + pad).checked_sub(ky) else {
+                        continue;
+                    };
+                    let iy = reach / stride;
+                    if reach % stride != 0 || iy >= in_h {
+                        continue;
+                    }
+                    let src_row = src.get(iy * in_w..(iy + 1) * in_w);
+                    let src_row = src_row.ok_or(Error::Inconsistent)?;
+                    for kx in 0..kw {
+                        // Output column px + q * stride reads input column q + shift.
+                        let offset = (px + pad) as isize - kx as isize;
+                        if offset.rem_euclid(stride as isize) != 0 {
+                            continue;
+                        }
+                        let shift = offset.div_euclid(stride as isize);
+                        let q0 = (-shift).max(0) as usize;
+                        let q1 = (in_w as isize - shift).clamp(0, phase_len as isize) as usize;
+                        if q0 >= q1 {
+                            continue;
+                        }
+                        let x0 = (q0 as isize + shift) as usize;
+                        let x = src_row.get(x0..x0 + (q1 - q0)).ok_or(Error::Inconsistent)?;
+                        let mut w = [0f32; B];
+                        for (b, w) in w.iter_mut().enumerate() {
+                            *w = weight.at(i, ((first + b) * kh + ky) * kw + kx);
+                        }
+                        // SAFETY: the caller instantiates L only where the CPU runs it.
+                        unsafe { L::axpy(&mut phase, q0, w, x) };
+                    }
+                }
+            }
+            for (buffer, plane) in phase.iter().zip(planes.iter_mut()) {
+                let row = plane.get_mut(oy * out_w + px..(oy + 1) * out_w);
+                let row = row.ok_or(Error::Inconsistent)?;
+                for (y, b) in row.iter_mut().step_by(stride).zip(buffer.iter()) {
+                    *y = *b;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The transposed convolution as a scatter of each input row into every `stride`-th
+/// element of the output rows, for rows too wide for [`transposed_by_phase`]'s buffers.
+fn transposed_scatter<const B: usize>(
+    planes: &mut [&mut [f32]; B],
+    first: usize,
+    input: &[f32],
+    in_dims: Dims,
+    out_dims: Dims,
+    conv: &Conv<'_>,
+) -> Result<()> {
+    let Conv {
+        weight,
+        kernel: (kh, kw),
+        stride,
+        pad,
+        ..
     } = *conv;
     let (in_h, in_w) = (in_dims.height as usize, in_dims.width as usize);
     let (out_h, out_w) = (out_dims.height as usize, out_dims.width as usize);
-    let (in_plane, out_plane) = (in_h * in_w, out_h * out_w);
-    let out_channels = out_dims.channels as usize;
-    for o in 0..out_channels {
-        plane_mut(output, o, out_plane)?.fill(bias.get(o));
-    }
     for i in 0..in_dims.channels as usize {
-        let src = plane(input, i, in_plane)?;
-        for o in 0..out_channels {
-            let out = plane_mut(output, o, out_plane)?;
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let w = weight.get(((i * out_channels + o) * kh + ky) * kw + kx);
-                    for iy in 0..in_h {
-                        let Some(oy) = (iy * stride + ky).checked_sub(pad).filter(|&y| y < out_h)
-                        else {
-                            continue;
-                        };
-                        for ix in 0..in_w {
-                            let Some(ox) =
-                                (ix * stride + kx).checked_sub(pad).filter(|&x| x < out_w)
-                            else {
-                                continue;
-                            };
-                            let x = src.get(iy * in_w + ix).copied().unwrap_or(0.0);
-                            if let Some(acc) = out.get_mut(oy * out_w + ox) {
-                                *acc += w * x;
-                            }
+        let src = plane(input, i, in_h * in_w)?;
+        for ky in 0..kh {
+            // Input row iy lands on output row iy * stride + ky - pad.
+            let (iy0, iy1) = valid_range(in_h, out_h, ky, pad, stride);
+            for kx in 0..kw {
+                let (ix0, ix1) = valid_range(in_w, out_w, kx, pad, stride);
+                if iy0 == iy1 || ix0 == ix1 {
+                    continue;
+                }
+                let mut w = [0f32; B];
+                for (b, w) in w.iter_mut().enumerate() {
+                    *w = weight.at(i, ((first + b) * kh + ky) * kw + kx);
+                }
+                let ox0 = ix0 * stride + kx - pad;
+                for iy in iy0..iy1 {
+                    let oy = iy * stride + ky - pad;
+                    let sources = src.get(iy * in_w + ix0..iy * in_w + ix1);
+                    let sources = sources.ok_or(Error::Inconsistent)?;
+                    for (plane, w) in planes.iter_mut().zip(w) {
+                        let out = plane.get_mut(oy * out_w + ox0..(oy + 1) * out_w);
+                        let out = out.ok_or(Error::Inconsistent)?;
+                        for (acc, x) in out.iter_mut().step_by(stride).zip(sources) {
+                            *acc += w * x;
                         }
                     }
                 }
@@ -192,14 +466,8 @@ pub fn conv_transpose2d(
 
 /// Fully connected: `output[o] = bias[o] + sum_j weight[o, j] * input[j]`.
 pub fn linear(input: &[f32], output: &mut [f32], weight: Weights<'_>, bias: Weights<'_>) {
-    let in_len = input.len();
     for (o, out) in output.iter_mut().enumerate() {
-        let mut acc = bias.get(o);
-        let row = o * in_len;
-        for (j, x) in input.iter().enumerate() {
-            acc += weight.get(row + j) * x;
-        }
-        *out = acc;
+        *out = weight.dot_row(o, input, bias.get(o));
     }
 }
 
