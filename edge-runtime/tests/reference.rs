@@ -16,6 +16,7 @@
 // Explicit index loops are the point of a naive reference.
 #![allow(clippy::needless_range_loop)]
 
+use flowgate_edge::kernels::KernelPath;
 use flowgate_edge::{Decision, Frame, Gate, PixelFormat, Verdict};
 use flowgate_shared::example::tiny_model;
 use flowgate_shared::{
@@ -705,16 +706,31 @@ fn test_frames(len: usize, seed: u64, random: usize) -> Vec<Vec<u8>> {
     frames
 }
 
-/// Encodes `model`, loads it into a gate and checks the gate against the oracle on `frames`;
-/// returns the largest |delta bits/dim|.
+/// Encodes `model`, loads it into a gate and checks the gate against the oracle on `frames`,
+/// on every kernel path this CPU runs (the scalar reference and the SIMD one); returns the
+/// largest |delta bits/dim|.
 fn check_against_oracle(what: &str, model: &Model<'_>, frames: &[Vec<u8>]) -> f64 {
     let bytes = encode(model).unwrap_or_else(|e| panic!("{what}: encode: {e}"));
     let gate = Gate::new(&bytes).unwrap_or_else(|e| panic!("{what}: load: {e}"));
+    let mut worst = 0.0f64;
+    for path in KernelPath::ALL.into_iter().filter(|path| path.available()) {
+        let gate = gate.clone().with_kernels(path).expect("available");
+        worst = worst.max(check_gate(
+            &format!("{what} [{path}]"),
+            &gate,
+            model,
+            frames,
+        ));
+    }
+    worst
+}
+
+fn check_gate(what: &str, gate: &Gate<'_>, model: &Model<'_>, frames: &[Vec<u8>]) -> f64 {
     let d = gate.summary().density_dims as f64;
     let mut worst = 0.0f64;
     for (n, levels) in frames.iter().enumerate() {
         let expected = oracle(model, levels);
-        let verdict = gate_score(&gate, levels);
+        let verdict = gate_score(gate, levels);
         let delta = (verdict.bits_per_dim - expected.bits_per_dim).abs();
         assert!(
             delta <= BPD_TOLERANCE,
@@ -1180,6 +1196,38 @@ fn net_conv2d_padding_stride_and_rectangular_kernels() {
         &net_model(8, 8, 3, net),
         &test_frames(64, 16, 8),
     );
+}
+
+/// Planes wide enough for the SIMD paths' full vectors, their masked tails, the 4-channel
+/// blocks with a remainder, and the strided kernels' gathered rows and their fallback for
+/// rows wider than the stack buffer (64).
+#[test]
+fn net_wide_planes_on_every_kernel_path() {
+    let mut rng = Rng(34);
+    // 19 wide: two full 8-lane vectors and a tail of 3; 6 channels: one block of 4, then 2.
+    let net = vec![
+        node(rng.conv(6, 1, (3, 3), 1, 1), 0, 1),
+        node(NetOp::Relu, 1, 1),
+        node(rng.conv(2, 6, (3, 3), 1, 1), 1, 2),
+    ];
+    check_against_oracle(
+        "unit stride 9x19",
+        &net_model(9, 19, 35, net),
+        &test_frames(9 * 19, 21, 4),
+    );
+    // 40 wide: stride-2 convs gather 20-wide rows; the transpose's phases are 20 wide.
+    // 150 wide: 75-wide rows and phases, past the buffer: the plain strided loops.
+    for (h, w) in [(6u32, 40u32), (6, 150)] {
+        let net = vec![
+            node(rng.conv(5, 1, (4, 4), 2, 1), 0, 1),
+            node(rng.conv_transpose(5, 2, 4, 2, 1, 0), 1, 2),
+        ];
+        check_against_oracle(
+            &format!("stride 2 and transpose {h}x{w}"),
+            &net_model(h, w, 36, net),
+            &test_frames((h * w) as usize, 22, 4),
+        );
+    }
 }
 
 #[test]

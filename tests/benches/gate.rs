@@ -4,7 +4,9 @@
 //! For each `configs/*.toml` the bench builds the flow (seeded initial weights: speed does not
 //! depend on the values), exports it as f32 and as int8, and measures:
 //! - `runtime-f32/<config>` and `runtime-int8/<config>`: `Gate::score` of one frame on
-//!   one core (the gate is single-threaded);
+//!   one core (the gate is single-threaded), on the fastest kernels this CPU runs (AVX2+FMA
+//!   or NEON where present; printed first);
+//! - `runtime-f32-scalar/<config>`: the same on the scalar kernels, the reference;
 //! - `burn-cpu/<config>`: the trainer's `FlowModel::log_likelihood` of one frame (batch 1) on
 //!   burn's flex backend (which may use both cores).
 //!
@@ -18,6 +20,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flowgate_edge::kernels::KernelPath;
 use flowgate_edge::{Frame, Gate, PixelFormat};
 use flowgate_trainer::config::TrainConfig;
 use flowgate_trainer::export::{ExportInfo, to_file_bytes};
@@ -48,6 +51,7 @@ fn frame_pixels(len: usize) -> Vec<u8> {
 
 fn bench_gate(c: &mut Criterion) {
     let device = Device::flex();
+    println!("gate kernels: {}", KernelPath::detect());
     for (name, config) in configs() {
         let model = seeded_model(&config, &device)
             .expect("builds")
@@ -69,8 +73,13 @@ fn bench_gate(c: &mut Criterion) {
         let pixels = frame_pixels(h * w);
         let frame = Frame::packed(&pixels, w as u32, h as u32, PixelFormat::Gray8).unwrap();
 
-        for (kind, bytes) in [("runtime-f32", &f32_bytes), ("runtime-int8", &int8_bytes)] {
-            let gate = Gate::new(bytes).unwrap();
+        let fastest = KernelPath::detect();
+        for (kind, bytes, kernels) in [
+            ("runtime-f32", &f32_bytes, fastest),
+            ("runtime-int8", &int8_bytes, fastest),
+            ("runtime-f32-scalar", &f32_bytes, KernelPath::Scalar),
+        ] {
+            let gate = Gate::new(bytes).unwrap().with_kernels(kernels).unwrap();
             let mut scratch = vec![0f32; gate.scratch_len()];
             let mut group = c.benchmark_group(kind);
             group.throughput(Throughput::Elements(macs));
