@@ -176,7 +176,14 @@ fn conv2d_with<L: Lanes>(
     out_dims: Dims,
     conv: &Conv<'_>,
 ) -> Result<()> {
+    let fused = L::FUSES_TAPS && fuses(conv, in_dims);
     for_each_block(output, out_dims, conv.bias, |block| match block {
+        Block::Four(first, mut planes) if fused => {
+            conv2d_block_fused::<L, OUT_BLOCK>(&mut planes, first, input, in_dims, out_dims, conv)
+        }
+        Block::One(first, mut planes) if fused => {
+            conv2d_block_fused::<L, 1>(&mut planes, first, input, in_dims, out_dims, conv)
+        }
         Block::Four(first, mut planes) => {
             conv2d_block::<L, OUT_BLOCK>(&mut planes, first, input, in_dims, out_dims, conv)
         }
@@ -184,6 +191,89 @@ fn conv2d_with<L: Lanes>(
             conv2d_block::<L, 1>(&mut planes, first, input, in_dims, out_dims, conv)
         }
     })
+}
+
+/// Kernels up to 3 x 3 fuse their taps in [`conv2d_block_fused`].
+const MAX_KERNEL: usize = 3;
+const MAX_TAPS: usize = MAX_KERNEL * MAX_KERNEL;
+
+/// Elements of a zero-padded input row in [`conv2d_block_fused`]: rows up to 64 wide with a
+/// padding of 1.
+const PADDED_ROW: usize = ROW_BUFFER + 2;
+
+/// Whether [`conv2d_block_fused`] runs this convolution.
+fn fuses(conv: &Conv<'_>, in_dims: Dims) -> bool {
+    let (kh, kw) = conv.kernel;
+    conv.stride == 1
+        && kh <= MAX_KERNEL
+        && kw <= MAX_KERNEL
+        && kh * kw >= 2
+        && in_dims.width as usize + 2 * conv.pad <= PADDED_ROW
+}
+
+/// A unit-stride convolution of at most 3 x 3 taps, with all taps of an output row at once:
+/// each output element is loaded and stored once per input channel, not once per tap. The
+/// input rows are copied into zero-padded stack rows, so the border needs no special case:
+/// a tap outside the input adds `w * 0`, which leaves the sum unchanged. Each output element
+/// sums its terms in (input channel, ky, kx) order, as the plain loop.
+#[inline(always)]
+fn conv2d_block_fused<L: Lanes, const B: usize>(
+    planes: &mut [&mut [f32]; B],
+    first: usize,
+    input: &[f32],
+    in_dims: Dims,
+    out_dims: Dims,
+    conv: &Conv<'_>,
+) -> Result<()> {
+    let Conv {
+        weight,
+        kernel: (kh, kw),
+        pad,
+        ..
+    } = *conv;
+    let taps = kh * kw;
+    let (in_h, in_w) = (in_dims.height as usize, in_dims.width as usize);
+    let (out_h, out_w) = (out_dims.height as usize, out_dims.width as usize);
+    let mut padded = [[0f32; PADDED_ROW]; MAX_KERNEL];
+    for i in 0..in_dims.channels as usize {
+        let src = plane(input, i, in_h * in_w)?;
+        let mut w = [[0f32; B]; MAX_TAPS];
+        for (t, w) in w.iter_mut().take(taps).enumerate() {
+            for (b, w) in w.iter_mut().enumerate() {
+                *w = weight.at(first + b, i * taps + t);
+            }
+        }
+        for oy in 0..out_h {
+            // The kernel rows that read inside the input.
+            let (ky0, ky1) = (
+                pad.saturating_sub(oy),
+                (in_h + pad).saturating_sub(oy).min(kh),
+            );
+            if ky0 >= ky1 {
+                continue;
+            }
+            for (ky, row) in padded.iter_mut().enumerate().take(ky1).skip(ky0) {
+                let iy = oy + ky - pad;
+                let from = src.get(iy * in_w..(iy + 1) * in_w);
+                let (to, from) = row
+                    .get_mut(pad..pad + in_w)
+                    .zip(from)
+                    .ok_or(Error::Inconsistent)?;
+                to.copy_from_slice(from); // both in_w long
+            }
+            let mut xs: [&[f32]; MAX_TAPS] = [&[]; MAX_TAPS];
+            for (t, x) in xs.iter_mut().enumerate().take(ky1 * kw).skip(ky0 * kw) {
+                let (ky, kx) = (t / kw, t % kw);
+                let row = padded.get(ky).ok_or(Error::Inconsistent)?;
+                *x = row.get(kx..kx + out_w).ok_or(Error::Inconsistent)?;
+            }
+            let xs = xs.get(ky0 * kw..ky1 * kw).ok_or(Error::Inconsistent)?;
+            let w = w.get(ky0 * kw..ky1 * kw).ok_or(Error::Inconsistent)?;
+            // SAFETY: the caller instantiates L only where the CPU runs it.
+            unsafe { L::axpy_taps(planes, oy * out_w, w, xs) };
+        }
+    }
+    Ok(())
 }
 
 /// Adds the convolution's terms to the planes of output channels `first..first + B`.
@@ -364,26 +454,23 @@ fn transposed_by_phase<L: Lanes, const B: usize>(
                     *b = *x;
                 }
             }
+            // Kernel row ky reaches this output row from input row (oy + pad - ky) / stride
+            // when stride divides oy + pad - ky; column kx reaches phase px likewise, with
+            // output column px + q * stride reading input column q + shift.
+            let first_ky = (oy + pad) % stride;
+            let first_kx = (px + pad) % stride;
+            let first_shift = ((px + pad - first_kx) / stride) as isize;
             for i in 0..in_dims.channels as usize {
                 let src = plane(input, i, in_h * in_w)?;
-                for ky in 0..kh {
-                    // Input row iy reaches output row iy * stride + ky - pad.
-                    let Some(reach) = (oy + pad).checked_sub(ky) else {
-                        continue;
+                for ky in (first_ky..kh.min(oy + pad + 1)).step_by(stride) {
+                    let iy = (oy + pad - ky) / stride;
+                    let Some(src_row) = src.get(iy * in_w..(iy + 1) * in_w) else {
+                        continue; // past the input's last row
                     };
-                    let iy = reach / stride;
-                    if reach % stride != 0 || iy >= in_h {
-                        continue;
-                    }
-                    let src_row = src.get(iy * in_w..(iy + 1) * in_w);
-                    let src_row = src_row.ok_or(Error::Inconsistent)?;
-                    for kx in 0..kw {
-                        // Output column px + q * stride reads input column q + shift.
-                        let offset = (px + pad) as isize - kx as isize;
-                        if offset.rem_euclid(stride as isize) != 0 {
-                            continue;
-                        }
-                        let shift = offset.div_euclid(stride as isize);
+                    for (kx, shift) in (first_kx..kw)
+                        .step_by(stride)
+                        .zip((0..).map(|k| first_shift - k))
+                    {
                         let q0 = (-shift).max(0) as usize;
                         let q1 = (in_w as isize - shift).clamp(0, phase_len as isize) as usize;
                         if q0 >= q1 {
