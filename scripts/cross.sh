@@ -8,8 +8,9 @@
 #   - `flowgate-edge inspect` of the tiny model: output identical to the x86 binary's;
 #   - the C example (gate.c, cross-compiled against the ARM staticlib) under qemu: the same
 #     frames as the x86 Rust gate, verdicts within |delta bits/dim| <= 1e-5 and the same
-#     decisions (the kernels are plain f32/f64 with libm, so we expect, and report,
-#     bit-identical scores);
+#     decisions (x86_64 runs the AVX2+FMA kernels where the CPU has them, aarch64 the NEON
+#     ones, armv7 the scalar reference: fused multiply-adds round differently, so scores may
+#     differ in the last bits; the count of bit-identical ones is reported);
 # and builds the no_std core for thumbv7em-none-eabihf (Cortex-M4F/M7).
 # .cargo/config.toml names the linkers and the qemu runners.
 set -euo pipefail
