@@ -8,21 +8,17 @@
 //! `flowgate-edge score` CSVs); and full-size 768x576 frames get the same decisions as the
 //! 128x96 ones. Needs scripts/fetch-data.sh (the video, and ffmpeg).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::workspace;
 use flowgate_edge::io::image::{list_folder, read_image};
 use flowgate_edge::{Decision, Gate};
 use flowgate_shared::board::BoardConfig;
 use flowgate_trainer::corrupt::{Corruption, corrupt_folder};
 use flowgate_trainer::eval::metrics;
 use flowgate_trainer::frames::{FrameRequest, extract_frames};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
-}
 
 fn model_bytes() -> Vec<u8> {
     std::fs::read(workspace().join("models/camera-vtest.fgm")).expect("models/camera-vtest.fgm")

@@ -15,9 +15,12 @@
 //!
 //! The models are checked on threads of their own; every failure names the model and the numbers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use flowgate_edge::io::idx::{IdxImages, read_images};
+mod common;
+
+use common::workspace;
+use flowgate_edge::io::idx::IdxImages;
 use flowgate_edge::{Frame, Gate, PixelFormat};
 use flowgate_trainer::eval::metrics;
 use flowgate_trainer::quantize::simulate_int8;
@@ -40,29 +43,10 @@ const TOLERANCE_AUROC: f64 = 0.005;
 /// Recomputed vs committed evaluation row.
 const TOLERANCE_ROW: f64 = 1e-4;
 
-fn workspace() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// The first `N` images of a test set, the file the documented `flowgate eval` reads (plain or
-/// gzipped).
-fn test_images(folder: &str) -> IdxImages {
-    let dir = flowgate_trainer::data::default_data_dir().join(folder);
-    let plain = dir.join("t10k-images-idx3-ubyte");
-    let path = if plain.exists() {
-        plain
-    } else {
-        dir.join("t10k-images-idx3-ubyte.gz")
-    };
-    let mut images = read_images(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-data.sh first)", path.display()));
-    assert!(
-        images.count >= N,
-        "{} holds {} images",
-        path.display(),
-        images.count
-    );
+/// The first `N` images of a test set.
+fn first_test_images(folder: &str) -> IdxImages {
+    let mut images = common::test_images(folder);
+    assert!(images.count >= N, "{folder} holds {} images", images.count);
     images.count = N;
     images.pixels.truncate(N * images.pixels_per_image());
     images
@@ -279,8 +263,8 @@ fn check_model(name: &str, fmnist: &IdxImages, mnist: &IdxImages) -> (Vec<String
 
 #[test]
 fn committed_models_fit_the_edge_and_reproduce_their_evaluation() {
-    let fmnist = test_images("fashion-mnist");
-    let mnist = test_images("mnist");
+    let fmnist = first_test_images("fashion-mnist");
+    let mnist = first_test_images("mnist");
     let results: Vec<(Vec<String>, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = MODELS
             .iter()

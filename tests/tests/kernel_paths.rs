@@ -16,9 +16,10 @@
 //! The scalar path is also what the kernels computed before the SIMD paths existed: the same
 //! terms summed in the same order, so its scores are unchanged to the bit.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use flowgate_edge::io::idx::{IdxImages, read_images};
+use common::{test_images, workspace};
+use flowgate_edge::io::idx::IdxImages;
 use flowgate_edge::kernels::KernelPath;
 use flowgate_edge::{Frame, Gate, PixelFormat, Verdict};
 
@@ -38,23 +39,6 @@ const N: usize = 500;
 const TOLERANCE_BPD: f64 = 1e-4;
 /// The same, relative to the scalar path's bits/dim, for scores far above 1.
 const TOLERANCE_RELATIVE: f64 = 1e-5;
-
-fn workspace() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-fn test_images(folder: &str) -> IdxImages {
-    let dir = flowgate_trainer::data::default_data_dir().join(folder);
-    let plain = dir.join("t10k-images-idx3-ubyte");
-    let path = if plain.exists() {
-        plain
-    } else {
-        dir.join("t10k-images-idx3-ubyte.gz")
-    };
-    read_images(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-data.sh first)", path.display()))
-}
 
 /// The verdicts of the first [`N`] images of `images`.
 fn verdicts(gate: &Gate<'_>, images: &IdxImages) -> Vec<Verdict> {

@@ -3,8 +3,9 @@
 //!
 //! Updating several output channels per pass over the input row amortises the row's setup
 //! (bounds, slicing, weight reads) that dominates on the small planes of edge models (7x7 to
-//! 32x32). [`Scalar`] is the reference; [`Avx2Fma`] and [`Neon`] do the same sums with
-//! explicit fused multiply-adds, which round once where the scalar loop rounds twice.
+//! 32x32). [`Scalar`] is the reference; `Avx2Fma` (x86_64) and `Neon` (aarch64) do the same
+//! sums with explicit fused multiply-adds, which round once where the scalar loop rounds
+//! twice, and fuse a convolution's taps ([`Lanes::axpy_taps`]).
 
 /// One implementation of the inner loop.
 pub trait Lanes {
@@ -113,47 +114,8 @@ impl Lanes for Avx2Fma {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn axpy<const B: usize>(rows: &mut [&mut [f32]; B], at: usize, w: [f32; B], x: &[f32]) {
-        use core::arch::x86_64::{
-            _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_maskload_ps,
-            _mm256_maskstore_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
-        };
-        let n = common_len(rows, at, x);
-        let mut weights = [_mm256_setzero_ps(); B];
-        for (lanes, &w) in weights.iter_mut().zip(&w) {
-            *lanes = _mm256_set1_ps(w);
-        }
-        let mut j = 0;
-        while j + 8 <= n {
-            // SAFETY: j + 8 <= n: inside x, and inside every row from `at` on.
-            let xs = unsafe { _mm256_loadu_ps(x.as_ptr().add(j)) };
-            for (row, w) in rows.iter_mut().zip(&weights) {
-                // SAFETY: as above.
-                unsafe {
-                    let acc = row.as_mut_ptr().add(at + j);
-                    _mm256_storeu_ps(acc, _mm256_fmadd_ps(*w, xs, _mm256_loadu_ps(acc)));
-                }
-            }
-            j += 8;
-        }
-        // The last 1..=7 elements through a lane mask, so the short rows of small planes
-        // (7, 14, 28 wide) stay on the vector unit and every element gets the same fused
-        // rounding.
-        // rest is 1..=7 here, so the mask is always there.
-        if let Some(mask) = MASKS.get(8 - (n - j).min(8)..16 - (n - j).min(8))
-            && j < n
-        {
-            // SAFETY: `mask` holds 8 i32; the masked lanes stay below n, inside x and every
-            // row from `at` on.
-            unsafe {
-                let mask = _mm256_loadu_si256(mask.as_ptr().cast());
-                let xs = _mm256_maskload_ps(x.as_ptr().add(j), mask);
-                for (row, w) in rows.iter_mut().zip(&weights) {
-                    let acc = row.as_mut_ptr().add(at + j);
-                    let sum = _mm256_fmadd_ps(*w, xs, _mm256_maskload_ps(acc, mask));
-                    _mm256_maskstore_ps(acc, mask, sum);
-                }
-            }
-        }
+        // SAFETY: the caller's; one tap is the same arithmetic.
+        unsafe { Self::axpy_taps(rows, at, &[w], &[x]) }
     }
 
     #[inline]
@@ -250,30 +212,8 @@ impl Lanes for Neon {
 
     #[inline(always)]
     unsafe fn axpy<const B: usize>(rows: &mut [&mut [f32]; B], at: usize, w: [f32; B], x: &[f32]) {
-        use core::arch::aarch64::{vdupq_n_f32, vfmaq_f32, vld1q_f32, vst1q_f32};
-        let n = common_len(rows, at, x);
-        // SAFETY: NEON is on (this impl's cfg).
-        let mut weights = [unsafe { vdupq_n_f32(0.0) }; B];
-        for (lanes, &w) in weights.iter_mut().zip(&w) {
-            // SAFETY: as above.
-            *lanes = unsafe { vdupq_n_f32(w) };
-        }
-        let mut j = 0;
-        while j + 4 <= n {
-            // SAFETY: j + 4 <= n: inside x, and inside every row from `at` on.
-            let xs = unsafe { vld1q_f32(x.as_ptr().add(j)) };
-            for (row, w) in rows.iter_mut().zip(&weights) {
-                // SAFETY: as above.
-                unsafe {
-                    let acc = row.as_mut_ptr().add(at + j);
-                    vst1q_f32(acc, vfmaq_f32(vld1q_f32(acc), xs, *w));
-                }
-            }
-            j += 4;
-        }
-        if j < n {
-            scalar_axpy(rows, at + j, w, x.get(j..n).unwrap_or(&[]));
-        }
+        // SAFETY: the caller's; one tap is the same arithmetic.
+        unsafe { Self::axpy_taps(rows, at, &[w], &[x]) }
     }
 
     #[inline(always)]

@@ -1,11 +1,15 @@
 //! The product's own kernels: the coupling networks' operations and the network runner.
 //!
-//! `ops` holds the kernels; `lanes` the inner loop the unit-stride convolution runs once per
-//! instruction set, picked by a [`KernelPath`] (the scalar one is the reference).
+//! `conv` and `transposed` hold the convolutions, `ops` the other operations; `lanes` the
+//! convolutions' inner loop once per instruction set, picked by a [`KernelPath`] (the scalar
+//! one is the reference).
 
+mod blocks;
+pub mod conv;
 pub mod lanes;
 pub mod ops;
 pub mod path;
+pub mod transposed;
 pub mod weights;
 
 pub use path::KernelPath;
@@ -125,14 +129,14 @@ fn run_node(
     let (src, dst) = (node.input, node.output);
     match &node.op {
         NetOp::Conv2d(conv) => {
-            let conv = ops::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
+            let conv = conv::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
-            ops::conv2d(input, in_dims, output, out_dims, &conv, path)
+            conv::conv2d(input, in_dims, output, out_dims, &conv, path)
         }
         NetOp::ConvTranspose2d(conv) => {
-            let conv = ops::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
+            let conv = conv::Conv::new(&conv.weight, &conv.bias, conv.stride, conv.padding)?;
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
-            ops::conv_transpose2d(input, in_dims, output, out_dims, &conv, path)
+            transposed::conv_transpose2d(input, in_dims, output, out_dims, &conv, path)
         }
         NetOp::Linear(linear) => {
             let (input, output) = slots.pair(src, in_len, dst, out_len)?;
