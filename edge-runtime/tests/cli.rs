@@ -699,3 +699,47 @@ fn help_explains_the_options_and_exit_status() {
     let help = run_edge(&["score", "--help"], b"").stdout();
     assert!(help.contains("source") && help.contains("jsonl"), "{help}");
 }
+
+/// `--kernels scalar` gives the same decisions as the default (detected) path, with bits/dim
+/// within rounding; a path this CPU cannot run is a clear fatal error.
+#[test]
+fn kernels_option_picks_the_path() {
+    let dir = temp_dir("kernels");
+    let model = tiny_model_file(&dir, Some(SPLITTING_THRESHOLD));
+    let idx = dir.join("frames-idx3-ubyte");
+    std::fs::write(&idx, idx_file(&frames())).unwrap();
+    let idx = idx.to_str().unwrap();
+    let auto = run_edge(&["score", "-m", &model, "-i", idx], b"");
+    let scalar = run_edge(
+        &["score", "-m", &model, "-i", idx, "--kernels", "scalar"],
+        b"",
+    );
+    assert_eq!(
+        (auto.code, scalar.code),
+        (Some(0), Some(0)),
+        "{auto:?} {scalar:?}"
+    );
+    let (auto, scalar) = (auto.rows(), scalar.rows());
+    assert_eq!(auto.len(), frames().len());
+    let decisions = |rows: &[Vec<String>]| rows.iter().map(|r| r[5].clone()).collect::<Vec<_>>();
+    assert_eq!(decisions(&auto), decisions(&scalar));
+    assert!(decisions(&auto).iter().any(|d| d == "accept"));
+    assert!(decisions(&auto).iter().any(|d| d == "reject"));
+    for (a, s) in auto.iter().zip(&scalar) {
+        let (a, s): (f64, f64) = (a[3].parse().unwrap(), s[3].parse().unwrap());
+        assert!((a - s).abs() <= 1e-5, "bits/dim {a} vs {s}");
+    }
+
+    let missing = if cfg!(target_arch = "aarch64") {
+        "avx2-fma"
+    } else {
+        "neon"
+    };
+    let run = run_edge(
+        &["score", "-m", &model, "-i", idx, "--kernels", missing],
+        b"",
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains(missing), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{run:?}");
+}
