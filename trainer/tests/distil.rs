@@ -2,7 +2,7 @@
 //! follow the teacher's, and the perturbations and the score-time view behave.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -16,6 +16,17 @@ use flowgate_trainer::flows::FlowModel;
 use flowgate_trainer::training::{self, Compute, ImageSet, files};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+/// Held by every test for its whole run. burn's flex backend keeps one random generator per
+/// process (`Backend::seed` sets it for every thread), so tests training side by side would
+/// draw from each other's seeded streams and `training::train` could not be compared to the
+/// byte (seen once in CI: LAMBDA = 0 gave another model than `train`).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn config(name: &str, channels: usize, steps: usize, extra: &str) -> TrainConfig {
     let text = format!(
@@ -109,6 +120,7 @@ fn exported(model: &FlowModel) -> Vec<u8> {
 
 #[test]
 fn weight_zero_is_plain_training_and_the_run_folder_is_trains() {
+    let _serial = serial();
     // Early stopping and checkpoints on, so their plumbing is compared too.
     let student = config("student", 4, 6, "validate_every = 2\ncheckpoint_every = 3");
     let trained_dir = scratch("train");
@@ -190,6 +202,7 @@ fn follow() -> (f64, f64) {
 /// (`scripts/embeddings.sh`).
 #[test]
 fn the_distillation_term_drops() {
+    let _serial = serial();
     let (first, last) = follow();
     assert!(
         last < 0.7 * first,
@@ -199,6 +212,7 @@ fn the_distillation_term_drops() {
 
 #[test]
 fn a_teacher_of_another_input_size_is_refused() {
+    let _serial = serial();
     let dir = scratch("wide-teacher");
     let mut wide = config("wide", 4, 1, "");
     wide.model.height = 24;
@@ -229,6 +243,7 @@ fn a_teacher_of_another_input_size_is_refused() {
 
 #[test]
 fn perturbations_change_the_image_keep_its_size_and_are_seeded() {
+    let _serial = serial();
     let shape = [3, 12, 16];
     let image: Vec<u8> = (0..3 * 12 * 16).map(|i| (i * 37 % 251) as u8).collect();
     for kind in Perturbation::ALL {
@@ -270,6 +285,7 @@ fn perturbations_change_the_image_keep_its_size_and_are_seeded() {
 
 #[test]
 fn the_scoring_view_uses_running_statistics_and_keeps_gradients() {
+    let _serial = serial();
     // A fresh flow is the identity (its couplings' last layers start at zero), whatever its
     // batch-norms do: train it a little first.
     let dir = scratch("view");
