@@ -1,7 +1,7 @@
 //! The commands behind the CLI's subcommands.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -12,6 +12,7 @@ use super::{
 use crate::config::TrainConfig;
 use crate::data;
 use crate::export::{ExportInfo, to_file_bytes};
+use crate::flows::FlowModel;
 use crate::training::{self, files};
 
 use super::scores::{
@@ -43,22 +44,29 @@ pub fn train(args: TrainArgs) -> Result<()> {
         eprintln!("kept the weights of step {step}: held-out {bpd:.3} bits/dim");
     }
     let provenance = format!("flowgate train --config {}", args.config.display());
-    let bytes = to_file_bytes(
-        &model.for_inference(),
-        &ExportInfo {
-            name: &config.name,
-            provenance: &provenance,
-            ..ExportInfo::default()
-        },
-    )?;
-    let exported = args.out.join(EXPORTED_MODEL);
-    std::fs::write(&exported, bytes)?;
+    let exported = export_run(&model, &config.name, &provenance, &args.out)?;
     eprintln!(
         "wrote {} and {}",
         report.model_path.display(),
         exported.display()
     );
     Ok(())
+}
+
+/// Writes the trained model as the run folder's edge model file; returns its path.
+fn export_run(model: &FlowModel, name: &str, provenance: &str, out: &Path) -> Result<PathBuf> {
+    let bytes = to_file_bytes(
+        &model.for_inference(),
+        &ExportInfo {
+            name,
+            provenance,
+            ..ExportInfo::default()
+        },
+    )?;
+    let exported = out.join(EXPORTED_MODEL);
+    std::fs::write(&exported, bytes)
+        .with_context(|| format!("cannot write {}", exported.display()))?;
+    Ok(exported)
 }
 
 pub fn distil(args: DistilArgs) -> Result<()> {
@@ -114,17 +122,7 @@ pub fn distil(args: DistilArgs) -> Result<()> {
         args.student_config.display(),
         args.weight
     );
-    let bytes = to_file_bytes(
-        &model.for_inference(),
-        &ExportInfo {
-            name: &config.name,
-            provenance: &provenance,
-            ..ExportInfo::default()
-        },
-    )?;
-    let exported = args.out.join(EXPORTED_MODEL);
-    std::fs::write(&exported, bytes)
-        .with_context(|| format!("cannot write {}", exported.display()))?;
+    let exported = export_run(&model, &config.name, &provenance, &args.out)?;
     eprintln!(
         "wrote {}, {} and {}",
         report.model_path.display(),
