@@ -258,10 +258,7 @@ impl Conv2d<'_, '_> {
                         continue;
                     }
                     let tap = (i * kh + ky) * kw + kx;
-                    let mut w = [0f32; B];
-                    for (b, w) in w.iter_mut().enumerate() {
-                        *w = weight.at(first + b, tap);
-                    }
+                    let w: [f32; B] = core::array::from_fn(|b| weight.at(first + b, tap));
                     // valid_range keeps every source index inside the input.
                     let (iy0, ix0) = (oy0 * stride + ky - pad, ox0 * stride + kx - pad);
                     let len = ox1 - ox0;

@@ -85,7 +85,7 @@ fn taps_len<const B: usize>(rows: &[&mut [f32]; B], at: usize, xs: &[&[f32]]) ->
 /// The scalar loop: the reference, and the SIMD paths' tails.
 #[inline(always)]
 fn scalar_axpy<const B: usize>(rows: &mut [&mut [f32]; B], at: usize, w: [f32; B], x: &[f32]) {
-    let len = common_len(rows, at, x);
+    let len = taps_len(rows, at, core::slice::from_ref(&x));
     let x = x.get(..len).unwrap_or(&[]);
     for (row, w) in rows.iter_mut().zip(w) {
         let row = row.get_mut(at..at + len).unwrap_or(&mut []);
@@ -93,13 +93,6 @@ fn scalar_axpy<const B: usize>(rows: &mut [&mut [f32]; B], at: usize, w: [f32; B
             *acc += w * x;
         }
     }
-}
-
-/// How many elements of `x` fit in every row from `at` on.
-#[inline(always)]
-fn common_len<const B: usize>(rows: &[&mut [f32]; B], at: usize, x: &[f32]) -> usize {
-    rows.iter()
-        .fold(x.len(), |n, row| n.min(row.len().saturating_sub(at)))
 }
 
 /// x86_64 AVX2 + FMA, 8 lanes.

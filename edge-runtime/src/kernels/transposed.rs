@@ -113,10 +113,9 @@ impl Transposed<'_, '_> {
                             }
                             let x0 = (q0 as isize + shift) as usize;
                             let x = src_row.get(x0..x0 + (q1 - q0)).ok_or(Error::Inconsistent)?;
-                            let mut w = [0f32; B];
-                            for (b, w) in w.iter_mut().enumerate() {
-                                *w = weight.at(i, ((first + b) * kh + ky) * kw + kx);
-                            }
+                            let w: [f32; B] = core::array::from_fn(|b| {
+                                weight.at(i, ((first + b) * kh + ky) * kw + kx)
+                            });
                             // SAFETY: the caller instantiates L only where the CPU runs it.
                             unsafe { L::axpy(&mut phase, q0, w, x) };
                         }
@@ -159,10 +158,8 @@ impl Transposed<'_, '_> {
                     if iy0 == iy1 || ix0 == ix1 {
                         continue;
                     }
-                    let mut w = [0f32; B];
-                    for (b, w) in w.iter_mut().enumerate() {
-                        *w = weight.at(i, ((first + b) * kh + ky) * kw + kx);
-                    }
+                    let w: [f32; B] =
+                        core::array::from_fn(|b| weight.at(i, ((first + b) * kh + ky) * kw + kx));
                     let ox0 = ix0 * stride + kx - pad;
                     for iy in iy0..iy1 {
                         let oy = iy * stride + ky - pad;
