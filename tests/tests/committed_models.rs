@@ -20,8 +20,8 @@ use std::path::Path;
 mod common;
 
 use common::workspace;
+use flowgate_edge::Gate;
 use flowgate_edge::io::idx::IdxImages;
-use flowgate_edge::{Frame, Gate, PixelFormat};
 use flowgate_trainer::eval::metrics;
 use flowgate_trainer::quantize::simulate_int8;
 
@@ -43,34 +43,12 @@ const TOLERANCE_AUROC: f64 = 0.005;
 /// Recomputed vs committed evaluation row.
 const TOLERANCE_ROW: f64 = 1e-4;
 
-/// The first `N` images of a test set.
-fn first_test_images(folder: &str) -> IdxImages {
-    let mut images = common::test_images(folder);
-    assert!(images.count >= N, "{folder} holds {} images", images.count);
-    images.count = N;
-    images.pixels.truncate(N * images.pixels_per_image());
-    images
-}
-
 /// Bits/dim of every image under the model file `bytes`, scored by the runtime.
 fn bits_per_dim(bytes: &[u8], images: &IdxImages) -> Vec<f64> {
     let gate = Gate::new(bytes).expect("the runtime loads the model");
-    let mut scratch = vec![0f32; gate.scratch_len()];
-    (0..images.count)
-        .map(|index| {
-            let pixels = &images.pixels
-                [index * images.pixels_per_image()..(index + 1) * images.pixels_per_image()];
-            let frame = Frame::packed(
-                pixels,
-                images.cols as u32,
-                images.rows as u32,
-                PixelFormat::Gray8,
-            )
-            .expect("a 28x28 frame");
-            gate.score(&frame, &mut scratch)
-                .expect("the runtime scores")
-                .bits_per_dim
-        })
+    common::verdicts(&gate, images)
+        .iter()
+        .map(|verdict| verdict.bits_per_dim)
         .collect()
 }
 
@@ -263,8 +241,8 @@ fn check_model(name: &str, fmnist: &IdxImages, mnist: &IdxImages) -> (Vec<String
 
 #[test]
 fn committed_models_fit_the_edge_and_reproduce_their_evaluation() {
-    let fmnist = first_test_images("fashion-mnist");
-    let mnist = first_test_images("mnist");
+    let fmnist = common::first_test_images("fashion-mnist", N);
+    let mnist = common::first_test_images("mnist", N);
     let results: Vec<(Vec<String>, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = MODELS
             .iter()

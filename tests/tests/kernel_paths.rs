@@ -18,10 +18,9 @@
 
 mod common;
 
-use common::{test_images, workspace};
-use flowgate_edge::io::idx::IdxImages;
+use common::{first_test_images, verdicts, workspace};
+use flowgate_edge::Gate;
 use flowgate_edge::kernels::KernelPath;
-use flowgate_edge::{Frame, Gate, PixelFormat, Verdict};
 
 /// The committed models under `models/`.
 const MODELS: [&str; 7] = [
@@ -40,27 +39,6 @@ const TOLERANCE_BPD: f64 = 1e-4;
 /// The same, relative to the scalar path's bits/dim, for scores far above 1.
 const TOLERANCE_RELATIVE: f64 = 1e-5;
 
-/// The verdicts of the first [`N`] images of `images`.
-fn verdicts(gate: &Gate<'_>, images: &IdxImages) -> Vec<Verdict> {
-    let mut scratch = vec![0f32; gate.scratch_len()];
-    let len = images.pixels_per_image();
-    images
-        .pixels
-        .chunks_exact(len)
-        .take(N)
-        .map(|pixels| {
-            let frame = Frame::packed(
-                pixels,
-                images.cols as u32,
-                images.rows as u32,
-                PixelFormat::Gray8,
-            )
-            .expect("a valid frame");
-            gate.score(&frame, &mut scratch).expect("scored")
-        })
-        .collect()
-}
-
 #[test]
 fn the_detected_path_gives_the_scalar_paths_verdicts() {
     let detected = KernelPath::detect();
@@ -75,8 +53,8 @@ fn the_detected_path_gives_the_scalar_paths_verdicts() {
     }
 
     let sets = [
-        ("fashion-mnist", test_images("fashion-mnist")),
-        ("mnist", test_images("mnist")),
+        ("fashion-mnist", first_test_images("fashion-mnist", N)),
+        ("mnist", first_test_images("mnist", N)),
     ];
     let mut failures = Vec::new();
     for name in MODELS {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use flowgate_edge::io::idx::{IdxImages, read_images};
+use flowgate_edge::{Frame, Gate, PixelFormat, Verdict};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -24,4 +25,34 @@ pub fn test_images(folder: &str) -> IdxImages {
     };
     read_images(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-data.sh first)", path.display()))
+}
+
+/// The first `n` test images of `data/<folder>`.
+pub fn first_test_images(folder: &str, n: usize) -> IdxImages {
+    let mut images = test_images(folder);
+    assert!(images.count >= n, "{folder} holds {} images", images.count);
+    images.count = n;
+    images.pixels.truncate(n * images.pixels_per_image());
+    images
+}
+
+/// The gate's verdict on every image, in order.
+pub fn verdicts(gate: &Gate<'_>, images: &IdxImages) -> Vec<Verdict> {
+    let mut scratch = vec![0f32; gate.scratch_len()];
+    images
+        .pixels
+        .chunks_exact(images.pixels_per_image())
+        .take(images.count)
+        .map(|pixels| {
+            let frame = Frame::packed(
+                pixels,
+                images.cols as u32,
+                images.rows as u32,
+                PixelFormat::Gray8,
+            )
+            .expect("a valid frame");
+            gate.score(&frame, &mut scratch)
+                .expect("the runtime scores")
+        })
+        .collect()
 }
