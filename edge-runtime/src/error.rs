@@ -28,6 +28,15 @@ pub enum Error {
     Inconsistent,
     /// The requested kernels need instructions this CPU (or this build) lacks.
     KernelsUnavailable(crate::kernels::KernelPath),
+    /// The model needs more than the gate's [`crate::Limits`] allow.
+    LimitExceeded {
+        /// The limit.
+        limit: crate::limits::Limit,
+        /// What the model needs.
+        needed: u64,
+        /// What the limit allows.
+        allowed: u64,
+    },
 }
 
 /// What is wrong with a frame buffer.
@@ -78,6 +87,14 @@ impl fmt::Display for Error {
                     "the {path} kernels need instructions this CPU or build lacks"
                 )
             }
+            Error::LimitExceeded {
+                limit,
+                needed,
+                allowed,
+            } => write!(
+                f,
+                "the model exceeds the limit on {limit}: it needs {needed}, the limit is {allowed}"
+            ),
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::flow::log_density;
 use crate::frame::Frame;
 use crate::kernels::KernelPath;
+use crate::limits::Limits;
 use crate::preprocess::{frame_levels, levels_to_flow_input};
 
 /// `ln 2`.
@@ -20,6 +21,26 @@ pub enum Decision {
     Reject,
 }
 
+/// Why a frame was rejected whatever its score said: the gate fails closed, so a frame it
+/// could not judge is held back rather than passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The log-likelihood or OOD score came out NaN or infinite (an overflow inside the
+    /// flow: a hostile or broken model, or a frame far outside anything the weights were
+    /// made for). No comparison with a threshold means anything then.
+    NonFiniteScore,
+}
+
+impl Fault {
+    /// A short name for tables and logs: `non-finite-score`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::NonFiniteScore => "non-finite-score",
+        }
+    }
+}
+
 /// The gate's judgement of one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
@@ -30,8 +51,11 @@ pub struct Verdict {
     pub bits_per_dim: f64,
     /// Higher = more anomalous (the model's [`flowgate_shared::ScoreKind`]).
     pub ood_score: f64,
-    /// Against the model's calibrated threshold; `None` for an uncalibrated model.
+    /// Against the model's calibrated threshold; `None` for an uncalibrated model. Always
+    /// `Some(Reject)` when [`Verdict::fault`] is set, threshold or not.
     pub decision: Option<Decision>,
+    /// Set when the frame is rejected because it could not be judged (fail closed).
+    pub fault: Option<Fault>,
 }
 
 /// A loaded model, ready to score frames. Borrows the model file; allocates nothing.
@@ -44,10 +68,17 @@ pub struct Gate<'a> {
 }
 
 impl<'a> Gate<'a> {
-    /// Decodes and validates a model file. The gate runs the fastest kernels this CPU has
-    /// ([`KernelPath::detect`]).
+    /// Decodes and validates a model file and checks it against [`Limits::DEFAULT`]. The
+    /// gate runs the fastest kernels this CPU has ([`KernelPath::detect`]).
     pub fn new(model_bytes: &'a [u8]) -> Result<Self> {
+        Self::with_limits(model_bytes, Limits::DEFAULT)
+    }
+
+    /// Like [`Gate::new`], with the caller's limits (a board's budget, or
+    /// [`Limits::UNLIMITED`] on a workstation).
+    pub fn with_limits(model_bytes: &'a [u8], limits: Limits) -> Result<Self> {
         let validated = decode(model_bytes)?;
+        limits.check(model_bytes.len(), &validated.summary)?;
         let spec = validated.model.input;
         Ok(Gate {
             model: validated.model,
@@ -131,18 +162,79 @@ impl<'a> Gate<'a> {
         }
         let bits_per_dim = -log_likelihood / (self.summary.density_dims as f64 * LN_2);
         let ood_score = self.model.score.ood_score(bits_per_dim);
-        let decision = self.model.threshold.as_ref().map(|threshold| {
-            if ood_score > f64::from(threshold.ood_score) {
+        Ok(judge(
+            log_likelihood,
+            bits_per_dim,
+            ood_score,
+            self.model.threshold.as_ref().map(|t| t.ood_score),
+        ))
+    }
+}
+
+/// The verdict on a frame's scores against an optional threshold. Fails closed: a NaN or
+/// infinite score compares false with everything, so `score > threshold` alone would accept
+/// it; such a frame is rejected and marked with [`Fault::NonFiniteScore`], with or without a
+/// threshold.
+pub fn judge(
+    log_likelihood: f64,
+    bits_per_dim: f64,
+    ood_score: f64,
+    threshold: Option<f32>,
+) -> Verdict {
+    let finite = log_likelihood.is_finite() && bits_per_dim.is_finite() && ood_score.is_finite();
+    let fault = (!finite).then_some(Fault::NonFiniteScore);
+    let decision = if fault.is_some() {
+        Some(Decision::Reject)
+    } else {
+        threshold.map(|threshold| {
+            if ood_score > f64::from(threshold) {
                 Decision::Reject
             } else {
                 Decision::Accept
             }
-        });
-        Ok(Verdict {
-            log_likelihood,
-            bits_per_dim,
-            ood_score,
-            decision,
         })
+    };
+    Verdict {
+        log_likelihood,
+        bits_per_dim,
+        ood_score,
+        decision,
+        fault,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finite_scores_compare_with_the_threshold() {
+        let verdict = judge(-10.0, 1.0, 1.0, Some(2.0));
+        assert_eq!(verdict.decision, Some(Decision::Accept));
+        assert_eq!(verdict.fault, None);
+        assert_eq!(
+            judge(-10.0, 3.0, 3.0, Some(2.0)).decision,
+            Some(Decision::Reject)
+        );
+        assert_eq!(judge(-10.0, 3.0, 3.0, None).decision, None);
+    }
+
+    #[test]
+    fn non_finite_scores_are_rejected_with_or_without_a_threshold() {
+        let cases = [
+            (f64::NAN, f64::NAN, f64::NAN),
+            (f64::NEG_INFINITY, f64::INFINITY, f64::INFINITY),
+            // A finite log-likelihood with a broken score, and the reverse.
+            (-10.0, 1.0, f64::NAN),
+            (f64::NAN, 1.0, 1.0),
+            (f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY),
+        ];
+        for (log_likelihood, bits_per_dim, ood_score) in cases {
+            for threshold in [Some(2.0), Some(f32::MAX), None] {
+                let verdict = judge(log_likelihood, bits_per_dim, ood_score, threshold);
+                assert_eq!(verdict.decision, Some(Decision::Reject), "{verdict:?}");
+                assert_eq!(verdict.fault, Some(Fault::NonFiniteScore));
+            }
+        }
     }
 }

@@ -17,11 +17,13 @@ pub mod flow;
 pub mod frame;
 pub mod gate;
 pub mod kernels;
+pub mod limits;
 pub mod preprocess;
 
 pub use error::{Error, FrameError, Result};
 pub use frame::{Frame, PixelFormat};
-pub use gate::{Decision, Gate, Verdict};
+pub use gate::{Decision, Fault, Gate, Verdict};
+pub use limits::{Limit, Limits};
 
 #[cfg(feature = "std")]
 pub mod cli;

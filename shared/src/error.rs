@@ -135,6 +135,9 @@ pub enum Invalid {
     Quantiles,
     /// A feature extractor may only be the flow's first layer.
     EmbedNotFirst,
+    /// An actnorm's log-scale or a coupling's scale exceeds
+    /// [`crate::validate::MAX_LOG_SCALE`] in magnitude.
+    LogScaleOutOfRange,
 }
 
 impl fmt::Display for Error {
@@ -221,6 +224,11 @@ impl fmt::Display for Invalid {
             Invalid::EmbedNotFirst => {
                 f.write_str("a feature extractor may only be the flow's first layer")
             }
+            Invalid::LogScaleOutOfRange => write!(
+                f,
+                "a log-scale (actnorm log_scale or coupling scale) exceeds {} in magnitude",
+                crate::validate::MAX_LOG_SCALE
+            ),
         }
     }
 }

@@ -26,6 +26,8 @@ pub mod example;
 pub mod header;
 pub mod layers;
 pub mod model;
+#[cfg(feature = "alloc")]
+pub mod tamper;
 pub mod tensor;
 pub mod validate;
 

@@ -15,6 +15,12 @@ pub const MAX_DIM: u32 = 1 << 16;
 pub const MAX_ELEMENTS: u64 = 1 << 26;
 /// Largest convolution kernel side.
 pub const MAX_KERNEL: u32 = 31;
+/// Largest magnitude of a log-scale: an actnorm's `log_scale` and a coupling's `scale` (the
+/// bound of `s = scale * tanh(.)`). The runtime takes `exp` of them; `e^64` (6e27) leaves
+/// ten orders of magnitude below f32's largest value for what it multiplies, so the
+/// exponential itself never overflows, and the log-determinant these terms sum stays
+/// finite. Trained flows stay far below (|log-scale| < 10).
+pub const MAX_LOG_SCALE: f32 = 64.0;
 
 /// Shape of one activation: (channels, height, width).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +261,7 @@ fn validate_layer(
             let channels = [dims.channels];
             check_tensor(&actnorm.bias, &channels, summary).map_err(fail)?;
             check_tensor(&actnorm.log_scale, &channels, summary).map_err(fail)?;
+            check_log_scale(&actnorm.log_scale).map_err(fail)?;
             add_macs(summary, dims.elements()).map_err(fail)?;
             dims
         }
@@ -307,6 +314,7 @@ fn validate_coupling(
     };
     let net_input = coupling_net_input(coupling.mask, dims).map_err(fail)?;
     check_tensor(&coupling.scale, &[net_input.channels], summary).map_err(fail)?;
+    check_log_scale(&coupling.scale).map_err(fail)?;
     let plan = plan_net(&coupling.net, net_input, |op| {
         check_net_tensors(op, summary)
     })
@@ -644,6 +652,21 @@ fn check_tensor(
     summary.parameters += elements as u64;
     summary.weight_bytes += tensor.stored_bytes() as u64;
     Ok(())
+}
+
+/// Every value of a (checked) log-scale tensor lies within [`MAX_LOG_SCALE`].
+fn check_log_scale(tensor: &Tensor<'_>) -> core::result::Result<(), Invalid> {
+    let count = tensor.element_count().unwrap_or(0);
+    let within = (0..count).all(|index| {
+        tensor
+            .get(index)
+            .is_some_and(|value| value.abs() <= MAX_LOG_SCALE)
+    });
+    if within {
+        Ok(())
+    } else {
+        Err(Invalid::LogScaleOutOfRange)
+    }
 }
 
 fn expect_len(found: usize, expected: usize) -> core::result::Result<(), Invalid> {

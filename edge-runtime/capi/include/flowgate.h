@@ -64,40 +64,34 @@ typedef enum {
    * A bug in flowgate (the model disagreed with itself, or a panic was caught).
    */
   FG_STATUS_INTERNAL = 10,
+  /**
+   * The model needs more memory (model bytes plus scratch) or more multiply-accumulates
+   * per frame than the gate's limits allow (`fg_gate_new` uses the largest board config
+   * in firmware-configs/: 4 MiB and 50 million; `fg_gate_new_with_limits` takes others).
+   */
+  FG_STATUS_LIMIT_EXCEEDED = 11,
 } fg_status;
-
-/**
- * How pixels are laid out in a frame buffer.
- */
-typedef enum {
-  /**
-   * One byte of luma per pixel.
-   */
-  FG_PIXEL_FORMAT_GRAY8 = 0,
-  /**
-   * Three bytes per pixel: red, green, blue.
-   */
-  FG_PIXEL_FORMAT_RGB8 = 1,
-  /**
-   * Three bytes per pixel: blue, green, red (OpenCV's order).
-   */
-  FG_PIXEL_FORMAT_BGR8 = 2,
-  /**
-   * Packed 4:2:2, `Y0 U Y1 V` per two pixels (even width); the gate reads the luma.
-   */
-  FG_PIXEL_FORMAT_YUYV = 3,
-  /**
-   * Planar 4:2:0 with the luma plane first; the gate reads only the luma plane, so the
-   * buffer need not hold the chroma plane.
-   */
-  FG_PIXEL_FORMAT_NV12 = 4,
-} fg_pixel_format;
 
 /**
  * A loaded model, ready to score frames. Opaque to C: create it with `fg_gate_new`, release
  * it with `fg_gate_free`.
  */
 typedef struct fg_gate fg_gate;
+
+/**
+ * Resource limits a model must fit, checked when the gate loads it.
+ */
+typedef struct {
+  /**
+   * Most bytes the model and its scratch (`fg_gate_scratch_len * sizeof(float)`) may
+   * take together; a board config's `[memory] budget_kib * 1024`.
+   */
+  uint64_t max_memory_bytes;
+  /**
+   * Most multiply-accumulates per frame; a board config's `[model] max_macs_per_frame`.
+   */
+  uint64_t max_macs_per_frame;
+} fg_limits;
 
 /**
  * The gate's judgement of one frame.
@@ -117,9 +111,15 @@ typedef struct {
   double ood_score;
   /**
    * -1: no decision (the model has no calibrated threshold); 0: accept (pass the frame
-   * on); 1: reject (out of distribution: hold it back).
+   * on); 1: reject (out of distribution, or not judgeable: hold it back). Always 1 when
+   * `fault` is not `FG_FAULT_NONE`.
    */
   int32_t decision;
+  /**
+   * An `fg_fault`: `FG_FAULT_NONE`, or why the frame was rejected whatever its score
+   * (the gate fails closed).
+   */
+  int32_t fault;
 } fg_verdict;
 
 #ifdef __cplusplus
@@ -127,7 +127,8 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Loads a model: checks its framing and checksum, decodes and validates it.
+ * Loads a model: checks its framing and checksum, decodes and validates it, and checks it
+ * against the default limits (`fg_default_limits`).
  *
  * The gate borrows `model` (zero copy): the caller must keep those `len` bytes alive and
  * unchanged until `fg_gate_free`. On success `*out` is the new gate; on failure `*out` is
@@ -139,6 +140,24 @@ extern "C" {
  * is freed; `out` must be NULL or point to writable storage for one pointer.
  */
 fg_status fg_gate_new(const uint8_t *model, size_t len, fg_gate **out);
+
+/**
+ * The limits `fg_gate_new` applies: the largest board config in firmware-configs/.
+ */
+fg_limits fg_default_limits(void);
+
+/**
+ * `fg_gate_new` with the caller's limits, e.g. a board's budget; a model beyond them is
+ * `FG_STATUS_LIMIT_EXCEEDED`.
+ *
+ * # Safety
+ *
+ * As for `fg_gate_new`.
+ */
+fg_status fg_gate_new_with_limits(const uint8_t *model,
+                                  size_t len,
+                                  fg_limits limits,
+                                  fg_gate **out);
 
 /**
  * Releases a gate from `fg_gate_new`; NULL is ignored. The model bytes may be freed after.
@@ -175,23 +194,24 @@ size_t fg_gate_scratch_len(const fg_gate *gate);
  *
  * `gate` must be a live gate; `pixels` must be readable for the frame as described above;
  * `scratch` must be writable for `scratch_len` floats and overlap neither `pixels` nor
- * `out`; `out` must point to a writable `fg_verdict`; `format` must be one of the
- * `fg_pixel_format` values.
+ * `out`; `out` must point to a writable `fg_verdict`. `format` is an `fg_pixel_format`
+ * value; any other is `FG_STATUS_INVALID_ARGUMENT`.
  */
 fg_status fg_gate_score(const fg_gate *gate,
                         const uint8_t *pixels,
                         uint32_t width,
                         uint32_t height,
                         size_t stride,
-                        fg_pixel_format format,
+                        int32_t format,
                         float *scratch,
                         size_t scratch_len,
                         fg_verdict *out);
 
 /**
- * A static, NUL-terminated English description of a status; never NULL.
+ * A static, NUL-terminated English description of an `fg_status` value; never NULL (a
+ * value that is no status gets "unknown status").
  */
-const char *fg_status_message(fg_status status);
+const char *fg_status_message(int32_t status);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -32,7 +32,7 @@ use core::panic::AssertUnwindSafe;
 use core::ptr;
 use std::panic::catch_unwind;
 
-use flowgate_edge::{Decision, Error, Frame, FrameError, Gate, PixelFormat, Verdict};
+use flowgate_edge::{Decision, Error, Fault, Frame, FrameError, Gate, PixelFormat, Verdict};
 
 /// What a call did: `FG_STATUS_OK`, or why it failed.
 #[repr(C)]
@@ -64,9 +64,14 @@ pub enum fg_status {
     InvalidArgument = 9,
     /// A bug in flowgate (the model disagreed with itself, or a panic was caught).
     Internal = 10,
+    /// The model needs more memory (model bytes plus scratch) or more multiply-accumulates
+    /// per frame than the gate's limits allow (`fg_gate_new` uses the largest board config
+    /// in firmware-configs/: 4 MiB and 50 million; `fg_gate_new_with_limits` takes others).
+    LimitExceeded = 11,
 }
 
-/// How pixels are laid out in a frame buffer.
+/// How pixels are laid out in a frame buffer. Functions take these values as `int32_t`, so
+/// a value outside the list is `FG_STATUS_INVALID_ARGUMENT`, not undefined behaviour.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +101,36 @@ pub struct fg_verdict {
     /// Higher = more anomalous (today: bits per dimension).
     pub ood_score: f64,
     /// -1: no decision (the model has no calibrated threshold); 0: accept (pass the frame
-    /// on); 1: reject (out of distribution: hold it back).
+    /// on); 1: reject (out of distribution, or not judgeable: hold it back). Always 1 when
+    /// `fault` is not `FG_FAULT_NONE`.
     pub decision: i32,
+    /// An `fg_fault`: `FG_FAULT_NONE`, or why the frame was rejected whatever its score
+    /// (the gate fails closed).
+    pub fault: i32,
+}
+
+/// Why a frame was rejected whatever its score said (`fg_verdict.fault`).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum fg_fault {
+    /// The score was compared with the threshold as usual.
+    None = 0,
+    /// The log-likelihood or score came out NaN or infinite (an overflow inside the flow:
+    /// a broken or hostile model); the frame is rejected.
+    NonFiniteScore = 1,
+}
+
+/// Resource limits a model must fit, checked when the gate loads it.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct fg_limits {
+    /// Most bytes the model and its scratch (`fg_gate_scratch_len * sizeof(float)`) may
+    /// take together; a board config's `[memory] budget_kib * 1024`.
+    pub max_memory_bytes: u64,
+    /// Most multiply-accumulates per frame; a board config's `[model] max_macs_per_frame`.
+    pub max_macs_per_frame: u64,
 }
 
 /// A loaded model, ready to score frames. Opaque to C: create it with `fg_gate_new`, release
@@ -108,7 +141,8 @@ pub struct fg_gate {
     gate: Gate<'static>,
 }
 
-/// Loads a model: checks its framing and checksum, decodes and validates it.
+/// Loads a model: checks its framing and checksum, decodes and validates it, and checks it
+/// against the default limits (`fg_default_limits`).
 ///
 /// The gate borrows `model` (zero copy): the caller must keep those `len` bytes alive and
 /// unchanged until `fg_gate_free`. On success `*out` is the new gate; on failure `*out` is
@@ -122,6 +156,33 @@ pub struct fg_gate {
 pub unsafe extern "C" fn fg_gate_new(
     model: *const u8,
     len: usize,
+    out: *mut *mut fg_gate,
+) -> fg_status {
+    // SAFETY: the caller's guarantees are this function's.
+    unsafe { fg_gate_new_with_limits(model, len, fg_default_limits(), out) }
+}
+
+/// The limits `fg_gate_new` applies: the largest board config in firmware-configs/.
+#[unsafe(no_mangle)]
+pub extern "C" fn fg_default_limits() -> fg_limits {
+    let limits = flowgate_edge::Limits::DEFAULT;
+    fg_limits {
+        max_memory_bytes: limits.max_memory_bytes,
+        max_macs_per_frame: limits.max_macs_per_frame,
+    }
+}
+
+/// `fg_gate_new` with the caller's limits, e.g. a board's budget; a model beyond them is
+/// `FG_STATUS_LIMIT_EXCEEDED`.
+///
+/// # Safety
+///
+/// As for `fg_gate_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fg_gate_new_with_limits(
+    model: *const u8,
+    len: usize,
+    limits: fg_limits,
     out: *mut *mut fg_gate,
 ) -> fg_status {
     guard(|| {
@@ -142,7 +203,11 @@ pub unsafe extern "C" fn fg_gate_new(
         // SAFETY: the caller guarantees `len` readable bytes at `model` that outlive the gate
         // (until `fg_gate_free`, which drops the gate and so every borrow of them).
         let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(model, len) };
-        match Gate::new(bytes) {
+        let limits = flowgate_edge::Limits {
+            max_memory_bytes: limits.max_memory_bytes,
+            max_macs_per_frame: limits.max_macs_per_frame,
+        };
+        match Gate::with_limits(bytes, limits) {
             Ok(gate) => {
                 let handle = Box::into_raw(Box::new(fg_gate { gate }));
                 // SAFETY: as above.
@@ -201,8 +266,8 @@ pub unsafe extern "C" fn fg_gate_scratch_len(gate: *const fg_gate) -> usize {
 ///
 /// `gate` must be a live gate; `pixels` must be readable for the frame as described above;
 /// `scratch` must be writable for `scratch_len` floats and overlap neither `pixels` nor
-/// `out`; `out` must point to a writable `fg_verdict`; `format` must be one of the
-/// `fg_pixel_format` values.
+/// `out`; `out` must point to a writable `fg_verdict`. `format` is an `fg_pixel_format`
+/// value; any other is `FG_STATUS_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn fg_gate_score(
@@ -211,7 +276,7 @@ pub unsafe extern "C" fn fg_gate_score(
     width: u32,
     height: u32,
     stride: usize,
-    format: fg_pixel_format,
+    format: i32,
     scratch: *mut f32,
     scratch_len: usize,
     out: *mut fg_verdict,
@@ -230,7 +295,9 @@ pub unsafe extern "C" fn fg_gate_score(
         if scratch_len > isize::MAX as usize / size_of::<f32>() {
             return fg_status::InvalidArgument;
         }
-        let format = pixel_format(format);
+        let Some(format) = pixel_format(format) else {
+            return fg_status::InvalidArgument;
+        };
         let len = match frame_bytes(width, height, stride, format) {
             Ok(len) => len,
             Err(error) => return status_of(&Error::Frame(error)),
@@ -258,10 +325,34 @@ pub unsafe extern "C" fn fg_gate_score(
     })
 }
 
-/// A static, NUL-terminated English description of a status; never NULL.
+/// A static, NUL-terminated English description of an `fg_status` value; never NULL (a
+/// value that is no status gets "unknown status").
 #[unsafe(no_mangle)]
-pub extern "C" fn fg_status_message(status: fg_status) -> *const c_char {
-    message(status).as_ptr()
+pub extern "C" fn fg_status_message(status: i32) -> *const c_char {
+    status_from_i32(status)
+        .map_or(c"unknown status", message)
+        .as_ptr()
+}
+
+/// The status with this value, if there is one.
+pub fn status_from_i32(value: i32) -> Option<fg_status> {
+    use fg_status::*;
+    [
+        Ok,
+        NullPointer,
+        BadModel,
+        ModelChecksum,
+        ModelVersion,
+        ModelInvalid,
+        ScratchTooSmall,
+        BadFrame,
+        SizeMismatch,
+        InvalidArgument,
+        Internal,
+        LimitExceeded,
+    ]
+    .into_iter()
+    .find(|status| *status as i32 == value)
 }
 
 /// The text behind [`fg_status_message`].
@@ -284,6 +375,9 @@ pub fn message(status: fg_status) -> &'static CStr {
         }
         fg_status::InvalidArgument => c"invalid argument (length too large or misaligned pointer)",
         fg_status::Internal => c"internal error in flowgate (a bug: please report it)",
+        fg_status::LimitExceeded => {
+            c"the model needs more memory or MACs per frame than the gate's limits allow"
+        }
     }
 }
 
@@ -298,19 +392,28 @@ pub fn status_of(error: &Error) -> fg_status {
         Error::ScratchTooSmall { .. } => fg_status::ScratchTooSmall,
         Error::Frame(_) => fg_status::BadFrame,
         Error::SizeMismatch { .. } => fg_status::SizeMismatch,
+        Error::LimitExceeded { .. } => fg_status::LimitExceeded,
         _ => fg_status::Internal,
     }
 }
 
-/// The runtime's pixel format for a C one.
-pub fn pixel_format(format: fg_pixel_format) -> PixelFormat {
-    match format {
-        fg_pixel_format::Gray8 => PixelFormat::Gray8,
-        fg_pixel_format::Rgb8 => PixelFormat::Rgb8,
-        fg_pixel_format::Bgr8 => PixelFormat::Bgr8,
-        fg_pixel_format::Yuyv => PixelFormat::Yuyv,
-        fg_pixel_format::Nv12 => PixelFormat::Nv12,
-    }
+/// The runtime's pixel format for an `fg_pixel_format` value; `None` for any other value.
+/// C passes the value as an integer: a C enum may hold values outside its list, which a
+/// Rust enum parameter must never receive.
+pub fn pixel_format(format: i32) -> Option<PixelFormat> {
+    const GRAY8: i32 = fg_pixel_format::Gray8 as i32;
+    const RGB8: i32 = fg_pixel_format::Rgb8 as i32;
+    const BGR8: i32 = fg_pixel_format::Bgr8 as i32;
+    const YUYV: i32 = fg_pixel_format::Yuyv as i32;
+    const NV12: i32 = fg_pixel_format::Nv12 as i32;
+    Some(match format {
+        GRAY8 => PixelFormat::Gray8,
+        RGB8 => PixelFormat::Rgb8,
+        BGR8 => PixelFormat::Bgr8,
+        YUYV => PixelFormat::Yuyv,
+        NV12 => PixelFormat::Nv12,
+        _ => return None,
+    })
 }
 
 impl From<Verdict> for fg_verdict {
@@ -323,6 +426,12 @@ impl From<Verdict> for fg_verdict {
                 None => -1,
                 Some(Decision::Accept) => 0,
                 Some(Decision::Reject) => 1,
+            },
+            fault: match verdict.fault {
+                None => fg_fault::None as i32,
+                Some(Fault::NonFiniteScore) => fg_fault::NonFiniteScore as i32,
+                // A fault this ABI has no code for yet is still a rejection.
+                Some(_) => fg_fault::NonFiniteScore as i32,
             },
         }
     }

@@ -6,8 +6,9 @@ use std::ptr;
 
 use flowgate_edge::{Frame, Gate};
 use flowgate_gate::{
-    fg_gate, fg_gate_free, fg_gate_new, fg_gate_score, fg_gate_scratch_len, fg_pixel_format,
-    fg_status, fg_status_message, fg_verdict, pixel_format,
+    fg_default_limits, fg_fault, fg_gate, fg_gate_free, fg_gate_new, fg_gate_new_with_limits,
+    fg_gate_score, fg_gate_scratch_len, fg_limits, fg_pixel_format, fg_status, fg_status_message,
+    fg_verdict, pixel_format,
 };
 use flowgate_shared::example::tiny_model;
 use flowgate_shared::{Model, Resize, encode};
@@ -17,6 +18,7 @@ const NO_VERDICT: fg_verdict = fg_verdict {
     bits_per_dim: 0.0,
     ood_score: 0.0,
     decision: 7,
+    fault: 7,
 };
 
 const ALL_FORMATS: [fg_pixel_format; 5] = [
@@ -84,7 +86,7 @@ impl Handle {
                 width,
                 height,
                 stride,
-                format,
+                format as i32,
                 scratch.as_mut_ptr(),
                 scratch.len(),
                 &mut verdict,
@@ -129,7 +131,14 @@ fn verdicts_equal_the_rust_gate_bit_for_bit() {
             let verdict = handle
                 .score(pixels, width, height, stride, format, &mut scratch)
                 .unwrap();
-            let frame = Frame::new(pixels, width, height, stride, pixel_format(format)).unwrap();
+            let frame = Frame::new(
+                pixels,
+                width,
+                height,
+                stride,
+                pixel_format(format as i32).unwrap(),
+            )
+            .unwrap();
             let expected = gate.score(&frame, &mut rust_scratch).unwrap();
             assert_eq!(
                 verdict,
@@ -146,7 +155,10 @@ fn verdicts_equal_the_rust_gate_bit_for_bit() {
         };
         for (seed, format) in ALL_FORMATS.into_iter().enumerate() {
             for (width, height, pad) in [(4, 4, 0), (10, 6, 5), (16, 12, 0), (6, 1, 3)] {
-                let stride = pixel_format(format).row_bytes(width as usize) + pad;
+                let stride = pixel_format(format as i32)
+                    .unwrap()
+                    .row_bytes(width as usize)
+                    + pad;
                 let pixels = pattern(stride * height as usize, seed as u32 + width);
                 check(&pixels, width, height, stride, format);
             }
@@ -299,7 +311,7 @@ fn null_and_misaligned_pointers_are_statuses() {
     // SAFETY: as above.
     unsafe {
         let call = |gate: *const fg_gate, px: *const u8, s: *mut f32, out: *mut fg_verdict| {
-            fg_gate_score(gate, px, 4, 4, 4, gray, s, len - 1, out)
+            fg_gate_score(gate, px, 4, 4, 4, gray as i32, s, len - 1, out)
         };
         assert_eq!(
             call(ptr::null(), pixels.as_ptr(), s, &mut verdict),
@@ -366,7 +378,7 @@ fn one_gate_scores_from_several_threads() {
                             4,
                             4,
                             4,
-                            fg_pixel_format::Gray8,
+                            fg_pixel_format::Gray8 as i32,
                             scratch.as_mut_ptr(),
                             scratch.len(),
                             &mut verdict,
@@ -394,11 +406,12 @@ fn every_status_has_a_message() {
         fg_status::SizeMismatch,
         fg_status::InvalidArgument,
         fg_status::Internal,
+        fg_status::LimitExceeded,
     ];
     let mut messages = Vec::new();
     for (code, status) in statuses.into_iter().enumerate() {
         assert_eq!(status as i32, code as i32, "codes are stable and dense");
-        let message = fg_status_message(status);
+        let message = fg_status_message(status as i32);
         assert!(!message.is_null());
         // SAFETY: a static NUL-terminated string.
         let message = unsafe { CStr::from_ptr(message) }.to_str().unwrap();
@@ -408,4 +421,130 @@ fn every_status_has_a_message() {
     messages.sort_unstable();
     messages.dedup();
     assert_eq!(messages.len(), statuses.len(), "messages are distinct");
+}
+
+#[test]
+fn out_of_range_enum_values_are_invalid_arguments_not_undefined_behaviour() {
+    let bytes = tiny_file();
+    let handle = Handle::new(&bytes).unwrap();
+    let mut scratch = vec![0f32; handle.scratch_len()];
+    let pixels = [0u8; 64];
+    for format in [-1, 5, 7, i32::MAX, i32::MIN] {
+        let mut verdict = NO_VERDICT;
+        // SAFETY: a live gate and valid buffers; only the format is out of range.
+        let status = unsafe {
+            fg_gate_score(
+                handle.0,
+                pixels.as_ptr(),
+                4,
+                4,
+                4,
+                format,
+                scratch.as_mut_ptr(),
+                scratch.len(),
+                &mut verdict,
+            )
+        };
+        assert_eq!(status, fg_status::InvalidArgument, "format {format}");
+        assert_eq!(verdict, NO_VERDICT);
+    }
+    for status in [-1, 12, 1000] {
+        // SAFETY: a static NUL-terminated string.
+        let message = unsafe { CStr::from_ptr(fg_status_message(status)) };
+        assert_eq!(message.to_str().unwrap(), "unknown status");
+    }
+}
+
+#[test]
+fn a_model_over_the_limits_is_refused_at_load() {
+    let bytes = tiny_file();
+    let defaults = fg_default_limits();
+    assert_eq!(defaults.max_memory_bytes, 4096 * 1024);
+    assert_eq!(defaults.max_macs_per_frame, 50_000_000);
+    let gate = Gate::new(&bytes).unwrap();
+    let macs = gate.summary().macs_per_frame;
+    let memory = (bytes.len() + 4 * gate.scratch_len()) as u64;
+    let load = |limits: fg_limits| {
+        let mut out = ptr::dangling_mut::<fg_gate>();
+        // SAFETY: valid model bytes and out pointer; the gate is freed at once.
+        unsafe {
+            let status = fg_gate_new_with_limits(bytes.as_ptr(), bytes.len(), limits, &mut out);
+            fg_gate_free(out);
+            status
+        }
+    };
+    let exact = fg_limits {
+        max_memory_bytes: memory,
+        max_macs_per_frame: macs,
+    };
+    assert_eq!(load(exact), fg_status::Ok);
+    let tight_memory = fg_limits {
+        max_memory_bytes: memory - 1,
+        ..exact
+    };
+    assert_eq!(load(tight_memory), fg_status::LimitExceeded);
+    let tight_macs = fg_limits {
+        max_macs_per_frame: macs - 1,
+        ..exact
+    };
+    assert_eq!(load(tight_macs), fg_status::LimitExceeded);
+}
+
+#[test]
+fn a_non_finite_score_is_a_rejection_with_a_fault() {
+    // A hostile but valid model: the tiny model with every f32 weight at 1e30. Its
+    // activations overflow to infinities whose sums of mixed signs are NaN.
+    let mut file = tiny_file();
+    for range in flowgate_shared::tamper::f32_value_ranges(&file).unwrap() {
+        for value in file[range].chunks_exact_mut(4) {
+            let old = f32::from_le_bytes(value.try_into().unwrap());
+            // Log-scales are bounded at load; everything else may be any finite value.
+            if old.abs() > 0.0 {
+                value.copy_from_slice(&(old.signum() * 1e30).to_le_bytes());
+            }
+        }
+    }
+    flowgate_shared::tamper::reseal(&mut file).unwrap();
+    match Handle::new(&file) {
+        Err(status) => assert_eq!(status, fg_status::ModelInvalid),
+        Ok(_) => panic!("log-scales of 1e30 must be refused"),
+    }
+    // Leave the log-scales (the coupling scales and actnorm) alone: it loads.
+    let mut file = tiny_file();
+    let ranges = flowgate_shared::tamper::f32_value_ranges(&file).unwrap();
+    for range in ranges.iter().filter(|range| range.len() > 8) {
+        for value in file[range.clone()].chunks_exact_mut(4) {
+            let old = f32::from_le_bytes(value.try_into().unwrap());
+            value.copy_from_slice(&(old.signum() * 1e30).to_le_bytes());
+        }
+    }
+    flowgate_shared::tamper::reseal(&mut file).unwrap();
+    let handle = Handle::new(&file).expect("valid, if hostile");
+    let mut scratch = vec![0f32; handle.scratch_len()];
+    let mut faults = 0;
+    for seed in 0..8 {
+        let verdict = handle
+            .score(
+                &pattern(16, seed),
+                4,
+                4,
+                4,
+                fg_pixel_format::Gray8,
+                &mut scratch,
+            )
+            .unwrap();
+        let finite = verdict.log_likelihood.is_finite() && verdict.ood_score.is_finite();
+        if finite {
+            assert_eq!(verdict.fault, fg_fault::None as i32);
+        } else {
+            faults += 1;
+            assert_eq!(verdict.decision, 1, "{verdict:?}");
+            assert_eq!(
+                verdict.fault,
+                fg_fault::NonFiniteScore as i32,
+                "{verdict:?}"
+            );
+        }
+    }
+    assert!(faults > 0, "the hostile model should overflow");
 }

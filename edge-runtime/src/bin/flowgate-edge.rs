@@ -8,25 +8,47 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flowgate_edge::cli::patient::Patient;
 use flowgate_edge::cli::report::{Format, Report, decision_name};
-use flowgate_edge::io::idx::{self, IdxImages};
+use flowgate_edge::io::idx::{self, ImageStream};
 use flowgate_edge::io::image::{self, EXTENSIONS};
 use flowgate_edge::io::raw::{RawFrames, RawGeometry, parse_size};
 use flowgate_edge::kernels::KernelPath;
-use flowgate_edge::{Decision, Frame, Gate, PixelFormat, Verdict};
+use flowgate_edge::{Decision, Fault, Frame, Gate, Limits, PixelFormat, Verdict};
+use flowgate_shared::board::BoardConfig;
 use flowgate_shared::{FlowLayer, Mask, Resize};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 const EXIT_STATUS: &str = "\
+Failing closed:
+  A frame the gate cannot judge is never passed on: a frame whose score comes out NaN or
+  infinite (an overflow inside a broken or hostile model) is rejected, whatever the
+  threshold, and marked `non-finite-score` in the `fault` column; a frame that cannot be
+  read or scored is reported and not passed on.
+
+Limits:
+  A model must fit the memory (model file + scratch) and multiply-accumulates per frame of
+  --board's config, or by default those of the largest board in firmware-configs/ (4 MiB,
+  50 million MACs); --max-memory-kib and --max-macs override them. Image files are read up
+  to 256 MiB and 16384 pixels a side, raw frames up to 128 MiB, idx images up to 64 Mi
+  pixels; an idx file is read one image at a time and never past the body its header
+  declares, so memory does not grow with the input.
+
+Pipes:
+  `gate` and `score` flush after every frame of a raw stream. A write error ends the run
+  with status 2 and a message naming the output, a downstream reader that closed the pipe
+  (EPIPE) included: the supervisor sees that frames stopped flowing. Reads interrupted by
+  signals are retried; a non-blocking stdin that has no data yet is waited on.
+
 Exit status:
   0  every input was read and scored (rejected frames are results, not errors)
   1  some inputs failed: each is reported on stderr, naming its file or frame number (an
      unreadable, corrupt or truncated image or idx file, a partial frame at the end of a
      raw stream); every other input was scored
   2  fatal: bad arguments, an unreadable or invalid model file (checksum mismatch,
-     unsupported format version), an input path that does not exist or cannot be opened,
-     a folder without images, an output that cannot be written, or `gate` with a model
-     that has no threshold";
+     unsupported format version), a model over the limits, an input path that does not
+     exist or cannot be opened, a folder without images, an output that cannot be written
+     (a closed pipe included), or `gate` with a model that has no threshold";
 
 /// flowgate's edge gate: scores camera frames under an exported normalizing flow and lets
 /// frames like the training data pass while holding out-of-distribution frames back.
@@ -39,11 +61,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Layers, parameters, MACs per frame, scratch bytes and threshold of a model file.
+    /// Layers, parameters, MACs per frame, scratch bytes and threshold of a model file, and
+    /// whether it fits the limits (shown even when it does not).
     #[command(after_help = EXIT_STATUS)]
     Inspect {
         /// The model file (*.fgm).
         model: PathBuf,
+
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Scores frames: one row per frame with its log-likelihood, bits per dimension, OOD
     /// score and decision.
@@ -51,7 +77,9 @@ enum Command {
     /// Columns: source (the file, or `-` for stdin), frame (index within the source, from 0;
     /// 0 for a single image), log_likelihood (nats), bits_per_dim, ood_score (higher = more
     /// anomalous), decision (`accept`, `reject`, or empty / null when the model has no
-    /// threshold). Frames of any size are resized to the model's input by the gate.
+    /// threshold), fault (empty / null, or `non-finite-score` for a frame rejected because
+    /// its score is NaN or infinite). Frames of any size are resized to the model's input by
+    /// the gate.
     #[command(after_help = EXIT_STATUS)]
     Score(ScoreArgs),
     /// Passes accepted frames on and holds rejected ones back.
@@ -60,8 +88,8 @@ enum Command {
     /// byte, unchanged, for the downstream model. Images and idx files: the path of each
     /// accepted image, or the index of each accepted idx image, one per line. Each rejected
     /// frame is reported on stderr as one line: `reject <frame>: ood score <s> > threshold
-    /// <t>`. Frames that cannot be read or scored are not passed on. Needs a model with a
-    /// calibrated threshold.
+    /// <t>` (or `reject <frame>: non-finite score`). Frames that cannot be read or scored are
+    /// not passed on. Needs a model with a calibrated threshold.
     #[command(after_help = EXIT_STATUS)]
     Gate(GateArgs),
 }
@@ -100,6 +128,51 @@ struct InputArgs {
     /// the same decisions; bits/dim may differ in the last digits (fused multiply-adds).
     #[arg(long, value_enum, value_name = "PATH", default_value_t = KernelsArg::Auto)]
     kernels: KernelsArg,
+
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What a model may cost: a board's budget, or the defaults, with overrides.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// A board config (firmware-configs/NAME.toml): the model must fit its memory budget
+    /// (model file + scratch) and its MACs per frame.
+    #[arg(long, value_name = "BOARD.toml")]
+    board: Option<PathBuf>,
+
+    /// Most KiB the model file and its scratch may take together (default: --board's
+    /// budget, else 4096).
+    #[arg(long, value_name = "KIB")]
+    max_memory_kib: Option<u64>,
+
+    /// Most multiply-accumulates per frame (default: --board's, else 50000000).
+    #[arg(long, value_name = "MACS")]
+    max_macs: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The limits these arguments set, and the board they came from.
+    fn limits(&self) -> Result<(Limits, Option<String>)> {
+        let (mut limits, board) = match &self.board {
+            Some(path) => {
+                let board = BoardConfig::load(path)?;
+                let limits = Limits {
+                    max_memory_bytes: board.memory.bytes(),
+                    max_macs_per_frame: board.model.max_macs_per_frame,
+                };
+                (limits, Some(board.board.name))
+            }
+            None => (Limits::DEFAULT, None),
+        };
+        if let Some(kib) = self.max_memory_kib {
+            limits.max_memory_bytes = kib.saturating_mul(1024);
+        }
+        if let Some(macs) = self.max_macs {
+            limits.max_macs_per_frame = macs;
+        }
+        Ok((limits, board))
+    }
 }
 
 /// Choices of `--kernels`.
@@ -148,6 +221,11 @@ struct GateArgs {
     /// Write the accepted frames (or paths, or indices) to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
+
+    /// At the end, one line on stderr with the counts: frames scored, passed on, held back,
+    /// and inputs that could not be read (also printed when the run ends on an error).
+    #[arg(long)]
+    summary: bool,
 }
 
 /// Pixel formats of raw frames.
@@ -184,19 +262,25 @@ fn main() -> ExitCode {
     let result = run(cli, &mut console);
     console.progress.finish_and_clear();
     match result {
-        // A closed stdout (`| head`) ends the run quietly, like other Unix filters.
-        Err(error) if !is_broken_pipe(&error) => {
-            eprintln!("flowgate-edge: {error:#}");
+        // A closed stdout (`| head`) is an error too: a downstream model that stopped
+        // reading must not look like a gate that finished its work.
+        Err(error) => {
+            let hint = if is_broken_pipe(&error) {
+                " (the downstream reader closed the pipe)"
+            } else {
+                ""
+            };
+            stderr_line(format_args!("flowgate-edge: {error:#}{hint}"));
             ExitCode::from(2)
         }
-        _ if console.failed > 0 => ExitCode::from(1),
-        _ => ExitCode::SUCCESS,
+        Ok(()) if console.failed > 0 => ExitCode::from(1),
+        Ok(()) => ExitCode::SUCCESS,
     }
 }
 
 fn run(cli: Cli, console: &mut Console) -> Result<()> {
     match cli.command {
-        Command::Inspect { model } => inspect(&model),
+        Command::Inspect { model, limits } => inspect(&model, &limits),
         Command::Score(args) => score(&args, console),
         Command::Gate(args) => gate(&args, console),
     }
@@ -208,6 +292,12 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|error| error.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// One line on stderr. Unlike `eprintln!`, never panics: with stderr closed or a broken
+/// pipe there is nobody to tell, and the exit status still says what happened.
+fn stderr_line(line: impl Display) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
 /// Stderr: per-input errors (counted for the exit status), rejections, and a progress bar
@@ -254,12 +344,12 @@ impl Console {
     fn fail(&mut self, error: impl Display) {
         self.failed += 1;
         self.progress
-            .suspend(|| eprintln!("flowgate-edge: {error:#}"));
+            .suspend(|| stderr_line(format_args!("flowgate-edge: {error:#}")));
     }
 
     /// A line on stderr that is not an error.
     fn note(&self, line: impl Display) {
-        self.progress.suspend(|| eprintln!("{line}"));
+        self.progress.suspend(|| stderr_line(line));
     }
 }
 
@@ -267,7 +357,7 @@ impl Console {
 enum Input {
     /// Image files: a folder's, or one.
     Images(Vec<PathBuf>),
-    /// An idx3-ubyte file, read when scoring starts.
+    /// An idx3-ubyte file, read one image at a time while scoring.
     Idx(PathBuf),
     /// Raw frames from stdin (`name` = `-`) or a file.
     Raw {
@@ -302,18 +392,43 @@ impl Scored<'_> {
     }
 }
 
-/// The model file's bytes, which the gate borrows.
-fn read_model(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+/// The model file's bytes, which the gate borrows: at most `max_bytes`, so a huge file is
+/// refused without being read.
+fn read_model(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        bail!(
+            "{}: the model file is larger than the memory limit ({max_bytes} bytes; see --board, --max-memory-kib)",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }
 
-fn load_gate<'a>(path: &Path, bytes: &'a [u8]) -> Result<Gate<'a>> {
-    Gate::new(bytes).with_context(|| format!("{}", path.display()))
+/// The gate for scoring, within the limits and on the kernels the user picked.
+fn load_scoring_gate<'a>(args: &InputArgs, bytes: &'a [u8], limits: Limits) -> Result<Gate<'a>> {
+    let gate = Gate::with_limits(bytes, limits)
+        .map_err(|error| limit_hint(error, &args.limits))
+        .with_context(|| format!("{}", args.model.display()))?;
+    Ok(gate.with_kernels(args.kernels.path())?)
 }
 
-/// The gate for scoring, on the kernels the user picked.
-fn load_scoring_gate<'a>(args: &InputArgs, bytes: &'a [u8]) -> Result<Gate<'a>> {
-    Ok(load_gate(&args.model, bytes)?.with_kernels(args.kernels.path())?)
+/// A gate error, with where the limit came from when a limit was exceeded.
+fn limit_hint(error: flowgate_edge::Error, args: &LimitArgs) -> anyhow::Error {
+    match error {
+        flowgate_edge::Error::LimitExceeded { .. } => {
+            let source = match &args.board {
+                Some(board) => format!("set by {}", board.display()),
+                None => "the default: the largest board in firmware-configs/".into(),
+            };
+            anyhow!("{error} ({source}; raise it with --max-memory-kib or --max-macs)")
+        }
+        error => error.into(),
+    }
 }
 
 fn open_input(args: &InputArgs) -> Result<Input> {
@@ -425,8 +540,15 @@ fn for_each_frame(
         }
         Input::Idx(path) => {
             let source = path.display().to_string();
-            // A corrupt or truncated file is a failed input (its error names the file).
-            let images: IdxImages = match idx::read_images(&path) {
+            // A corrupt or truncated file is a failed input (its error names the file); the
+            // images before the damage are scored.
+            let opened = File::open(&path)
+                .map_err(|source| idx::IdxError::Io {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|file| ImageStream::new(BufReader::new(file), &path));
+            let mut images = match opened {
                 Ok(images) => images,
                 Err(error) => {
                     console.fail(error);
@@ -435,10 +557,19 @@ fn for_each_frame(
             };
             let size =
                 |dim: usize| u32::try_from(dim).map_err(|_| anyhow!("{source}: images too large"));
-            let (width, height) = (size(images.cols)?, size(images.rows)?);
+            let (width, height) = (size(images.cols())?, size(images.rows())?);
             check_uniform_size(gate, &source, width, height)?;
-            console.start(images.count);
-            for (index, pixels) in images.iter().enumerate() {
+            console.start(images.count());
+            let mut buffer = Vec::new();
+            for index in 0.. {
+                let pixels = match images.next_image(&mut buffer) {
+                    Ok(Some(pixels)) => pixels,
+                    Ok(None) => break,
+                    Err(error) => {
+                        console.fail(error);
+                        break;
+                    }
+                };
                 let frame = index as u64;
                 let verdict = Frame::packed(pixels, width, height, PixelFormat::Gray8)
                     .map_err(flowgate_edge::Error::from)
@@ -498,20 +629,22 @@ fn for_each_frame(
     Ok(())
 }
 
-/// The output: a file (`--out`) or stdout, buffered.
+/// The output: a file (`--out`) or stdout, buffered, waiting out a non-blocking stdout
+/// that is full.
 fn open_output(out: Option<&Path>) -> Result<Box<dyn Write>> {
     Ok(match out {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("{}: cannot create", path.display()))?,
         )),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+        None => Box::new(BufWriter::new(Patient::new(io::stdout().lock()))),
     })
 }
 
 fn score(args: &ScoreArgs, console: &mut Console) -> Result<()> {
     let model_path = &args.input.model;
-    let model = read_model(model_path)?;
-    let gate = load_scoring_gate(&args.input, &model)?;
+    let (limits, _) = args.input.limits.limits()?;
+    let model = read_model(model_path, limits.max_memory_bytes)?;
+    let gate = load_scoring_gate(&args.input, &model, limits)?;
     let input = open_input(&args.input)?;
     console.allow_bar(args.out.as_deref());
     let live = matches!(input, Input::Raw { .. });
@@ -532,8 +665,9 @@ fn score(args: &ScoreArgs, console: &mut Console) -> Result<()> {
 
 fn gate(args: &GateArgs, console: &mut Console) -> Result<()> {
     let model_path = &args.input.model;
-    let model = read_model(model_path)?;
-    let gate = load_scoring_gate(&args.input, &model)?;
+    let (limits, _) = args.input.limits.limits()?;
+    let model = read_model(model_path, limits.max_memory_bytes)?;
+    let gate = load_scoring_gate(&args.input, &model, limits)?;
     let Some(threshold) = gate.model().threshold.as_ref().map(|t| t.ood_score) else {
         bail!(
             "{}: the model has no calibrated threshold, so `gate` cannot decide; calibrate it, or use `score` for scores alone",
@@ -549,81 +683,146 @@ fn gate(args: &GateArgs, console: &mut Console) -> Result<()> {
     console.allow_bar(args.out.as_deref());
     let out_name = output_name(args.out.as_deref());
     let mut out = open_output(args.out.as_deref())?;
-    for_each_frame(&gate, input, console, |scored, console| {
+    let mut counts = GateCounts::default();
+    let result = for_each_frame(&gate, input, console, |scored, console| {
+        counts.scored += 1;
         if scored.verdict.decision == Some(Decision::Reject) {
-            console.note(format_args!(
-                "{} {}: ood score {:.6} > threshold {threshold}",
-                decision_name(Decision::Reject),
-                scored.name(),
-                scored.verdict.ood_score,
-            ));
+            counts.rejected += 1;
+            match scored.verdict.fault {
+                Some(fault) => console.note(format_args!(
+                    "{} {}: {} ({})",
+                    decision_name(Decision::Reject),
+                    scored.name(),
+                    fault_text(fault),
+                    scored.verdict.ood_score,
+                )),
+                None => console.note(format_args!(
+                    "{} {}: ood score {:.6} > threshold {threshold}",
+                    decision_name(Decision::Reject),
+                    scored.name(),
+                    scored.verdict.ood_score,
+                )),
+            }
             return Ok(());
         }
+        counts.passed += 1;
         match scored.origin {
             Origin::Raw(bytes) => out.write_all(bytes).and_then(|()| out.flush()),
             Origin::Image(path) => writeln!(out, "{}", path.display()),
             Origin::Idx => writeln!(out, "{}", scored.frame),
         }
         .with_context(|| format!("cannot write {out_name}"))
-    })?;
-    out.flush()
-        .with_context(|| format!("cannot write {out_name}"))?;
-    Ok(())
+    });
+    let result = result.and_then(|()| {
+        out.flush()
+            .with_context(|| format!("cannot write {out_name}"))
+    });
+    if args.summary {
+        console.note(format_args!(
+            "flowgate-edge gate: {} frames scored: {} passed on, {} held back; {} inputs unreadable",
+            counts.scored, counts.passed, counts.rejected, console.failed
+        ));
+    }
+    result
+}
+
+/// What `gate` did with the frames it scored.
+#[derive(Debug, Default)]
+struct GateCounts {
+    scored: u64,
+    passed: u64,
+    rejected: u64,
+}
+
+/// How a fault reads on stderr.
+fn fault_text(fault: Fault) -> &'static str {
+    match fault {
+        Fault::NonFiniteScore => "non-finite score, rejected whatever the threshold",
+        _ => "not judgeable, rejected",
+    }
 }
 
 fn output_name(out: Option<&Path>) -> String {
     out.map_or_else(|| "stdout".into(), |path| path.display().to_string())
 }
 
-fn inspect(path: &Path) -> Result<()> {
-    let bytes = read_model(path)?;
-    let gate = load_gate(path, &bytes)?;
+fn inspect(path: &Path, limit_args: &LimitArgs) -> Result<()> {
+    let (limits, board) = limit_args.limits()?;
+    // Shown whatever its size: the report says which limit it exceeds.
+    let bytes = read_model(path, u64::MAX)?;
+    let gate = Gate::with_limits(&bytes, Limits::UNLIMITED)
+        .with_context(|| format!("{}", path.display()))?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    describe_model(&gate, bytes.len(), &mut out)?;
+    let fits = match limits.check(bytes.len(), gate.summary()) {
+        Ok(()) => "fits".to_string(),
+        Err(error) => format!("EXCEEDS: {error}"),
+    };
+    writeln!(
+        out,
+        "limits       {} ({} bytes of memory, {} MACs per frame): {fits}",
+        board.map_or_else(|| "default".to_string(), |name| format!("board {name}")),
+        limits.max_memory_bytes,
+        limits.max_macs_per_frame
+    )?;
+    out.flush().context("cannot write stdout")?;
+    Ok(())
+}
+
+/// The model's layers, sizes and threshold, as `inspect` prints them.
+fn describe_model(gate: &Gate<'_>, file_bytes: usize, out: &mut impl Write) -> Result<()> {
     let model = gate.model();
     let summary = gate.summary();
     let input = model.input;
-    println!("model        {}", model.name);
+    writeln!(out, "model        {}", model.name)?;
     if !model.provenance.is_empty() {
-        println!("provenance   {}", model.provenance);
+        writeln!(out, "provenance   {}", model.provenance)?;
     }
-    println!(
+    writeln!(
+        out,
         "input        {}x{}x{} ({:?}, resize {:?})",
         input.channels, input.height, input.width, input.preprocess, input.resize
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "layers       {} ({} couplings)",
         summary.flow_layers, summary.couplings
-    );
+    )?;
     for (index, layer) in model.flow.iter().enumerate() {
         let layer = layer.context("flow layer")?;
-        println!("  {index:>3}  {}", describe(&layer));
+        writeln!(out, "  {index:>3}  {}", describe(&layer))?;
     }
-    println!("parameters   {}", summary.parameters);
-    println!(
+    writeln!(out, "parameters   {}", summary.parameters)?;
+    writeln!(
+        out,
         "weights      {} bytes ({} f32 tensors, {} int8 tensors); file {} bytes",
-        summary.weight_bytes,
-        summary.f32_tensors,
-        summary.int8_tensors,
-        bytes.len()
-    );
+        summary.weight_bytes, summary.f32_tensors, summary.int8_tensors, file_bytes
+    )?;
     if summary.embedded {
-        println!(
+        writeln!(
+            out,
             "density      over a {}-dim embedding (bits/dim count its dims)",
             summary.density_dims
-        );
+        )?;
     }
-    println!("MACs/frame   {}", summary.macs_per_frame);
-    println!(
+    writeln!(out, "MACs/frame   {}", summary.macs_per_frame)?;
+    writeln!(
+        out,
         "scratch      {} bytes ({} f32)",
         gate.scratch_len() * 4,
         gate.scratch_len()
-    );
-    println!("score        {:?}", model.score);
+    )?;
+    writeln!(out, "score        {:?}", model.score)?;
     match &model.threshold {
-        Some(threshold) => println!(
+        Some(threshold) => writeln!(
+            out,
             "threshold    reject when score > {} (target false-reject rate {}, {} calibration frames)",
             threshold.ood_score, threshold.target_false_reject_rate, threshold.calibration_frames
-        ),
-        None => println!("threshold    none (uncalibrated: scores only, no decisions)"),
+        )?,
+        None => writeln!(
+            out,
+            "threshold    none (uncalibrated: scores only, no decisions)"
+        )?,
     }
     Ok(())
 }

@@ -2,16 +2,18 @@
 
 use std::io::{self, Write};
 
-use crate::gate::{Decision, Verdict};
+use crate::gate::{Decision, Fault, Verdict};
 
-/// The columns, in order (CSV header; JSON keys).
-pub const COLUMNS: [&str; 6] = [
+/// The columns, in order (CSV header; JSON keys). `fault` is empty (null) unless the frame
+/// was rejected because it could not be judged ([`crate::Fault`]).
+pub const COLUMNS: [&str; 7] = [
     "source",
     "frame",
     "log_likelihood",
     "bits_per_dim",
     "ood_score",
     "decision",
+    "fault",
 ];
 
 /// How the table is written.
@@ -42,6 +44,7 @@ impl<W: Write> Report<W> {
     /// One frame's row: `source` is the file (or `-`), `frame` the index within it.
     pub fn row(&mut self, source: &str, frame: u64, verdict: &Verdict) -> io::Result<()> {
         let decision = verdict.decision.map(decision_name);
+        let fault = verdict.fault.map(Fault::name);
         let [log_likelihood, bits_per_dim, ood_score] = [
             verdict.log_likelihood,
             verdict.bits_per_dim,
@@ -50,18 +53,20 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Csv => writeln!(
                 self.out,
-                "{},{frame},{log_likelihood:.6},{bits_per_dim:.6},{ood_score:.6},{}",
+                "{},{frame},{log_likelihood:.6},{bits_per_dim:.6},{ood_score:.6},{},{}",
                 csv_field(source),
-                decision.unwrap_or("")
+                decision.unwrap_or(""),
+                fault.unwrap_or("")
             ),
             Format::Jsonl => writeln!(
                 self.out,
-                "{{\"source\":{},\"frame\":{frame},\"log_likelihood\":{},\"bits_per_dim\":{},\"ood_score\":{},\"decision\":{}}}",
+                "{{\"source\":{},\"frame\":{frame},\"log_likelihood\":{},\"bits_per_dim\":{},\"ood_score\":{},\"decision\":{},\"fault\":{}}}",
                 json_string(source),
                 json_number(log_likelihood),
                 json_number(bits_per_dim),
                 json_number(ood_score),
                 decision.map_or_else(|| "null".into(), json_string),
+                fault.map_or_else(|| "null".into(), json_string),
             ),
         }
     }
@@ -138,6 +143,7 @@ mod tests {
             bits_per_dim: 1.127_171_6,
             ood_score: 1.127_171_6,
             decision,
+            fault: None,
         }
     }
 
@@ -153,7 +159,7 @@ mod tests {
     fn csv_has_the_header_and_quotes_when_needed() {
         assert_eq!(
             table(Format::Csv, &[]),
-            "source,frame,log_likelihood,bits_per_dim,ood_score,decision\n"
+            "source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault\n"
         );
         let text = table(
             Format::Csv,
@@ -163,10 +169,10 @@ mod tests {
             ],
         );
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "a.png,0,-12.500000,1.127172,1.127172,accept");
+        assert_eq!(lines[1], "a.png,0,-12.500000,1.127172,1.127172,accept,");
         assert_eq!(
             lines[2],
-            "\"odd,\"\"name\"\".png\",3,-12.500000,1.127172,1.127172,"
+            "\"odd,\"\"name\"\".png\",3,-12.500000,1.127172,1.127172,,"
         );
     }
 
@@ -174,6 +180,7 @@ mod tests {
     fn jsonl_has_the_same_keys() {
         let mut nan = verdict(Some(Decision::Reject));
         nan.log_likelihood = f64::NAN;
+        nan.fault = Some(Fault::NonFiniteScore);
         let text = table(
             Format::Jsonl,
             &[("-", 7, verdict(None)), ("dir\\\"x\"", 1, nan)],
@@ -181,11 +188,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "{\"source\":\"-\",\"frame\":7,\"log_likelihood\":-12.500000,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":null}"
+            "{\"source\":\"-\",\"frame\":7,\"log_likelihood\":-12.500000,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":null,\"fault\":null}"
         );
         assert_eq!(
             lines[1],
-            "{\"source\":\"dir\\\\\\\"x\\\"\",\"frame\":1,\"log_likelihood\":null,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":\"reject\"}"
+            "{\"source\":\"dir\\\\\\\"x\\\"\",\"frame\":1,\"log_likelihood\":null,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":\"reject\",\"fault\":\"non-finite-score\"}"
         );
     }
 }

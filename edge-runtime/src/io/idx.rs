@@ -11,8 +11,8 @@
 //! The trainer reads its datasets with this module and the `flowgate-edge` command line
 //! scores idx files with it, so both sides share one definition of the format.
 
-use std::fs;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::vec::Vec;
 
@@ -126,7 +126,7 @@ pub enum IdxError {
     /// The file goes on after the body its dims declare.
 
     #[error(
-        "{path}: {extra} unexpected bytes after the {expected}-byte body",
+        "{path}: {extra} unexpected bytes after the {expected}-byte body (counted up to {MAX_TRAILING_COUNT})",
         path = path.display()
     )]
     TrailingBytes {
@@ -134,7 +134,7 @@ pub enum IdxError {
         path: PathBuf,
         /// Bytes of the declared body.
         expected: usize,
-        /// Bytes after it.
+        /// Bytes after it, counted up to [`MAX_TRAILING_COUNT`].
         extra: usize,
     },
 
@@ -158,56 +158,319 @@ pub fn looks_like_idx(prefix: &[u8]) -> bool {
     prefix.starts_with(&GZIP_MAGIC) || prefix.starts_with(&[0, 0, 0x08])
 }
 
+/// Most bytes one image of an idx file may have (64 Mi pixels, e.g. 8192x8192): the reader
+/// allocates an image at a time, so a header declaring gigapixel images is refused before
+/// anything is allocated.
+pub const MAX_IMAGE_BYTES: usize = 1 << 26;
+
+/// Most trailing bytes counted for [`IdxError::TrailingBytes`]: past the declared body the
+/// reader stops reading (a gzip bomb is not decompressed to learn its size).
+pub const MAX_TRAILING_COUNT: usize = 1 << 20;
+
 /// Reads an idx3-ubyte image file, gzip-compressed or plain.
 pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages, IdxError> {
     let path = path.as_ref();
-    parse_images(read_file(path)?, path)
+    collect_images(ImageStream::new(open_file(path)?, path)?)
 }
 
 /// Reads an idx1-ubyte label file, gzip-compressed or plain.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u8>, IdxError> {
     let path = path.as_ref();
-    parse_labels(read_file(path)?, path)
+    collect_labels(open_file(path)?, path)
 }
 
 /// Parses the bytes of an idx3-ubyte file (gzip-compressed or plain).
 /// `origin` only labels errors.
 pub fn parse_images(raw: Vec<u8>, origin: &Path) -> Result<IdxImages, IdxError> {
-    let (dims, body) = parse(raw, origin, IMAGES_MAGIC, "idx3-ubyte images")?;
-    let &[count, rows, cols] = dims.as_slice() else {
-        return Err(IdxError::WrongDims {
-            path: origin.to_path_buf(),
-            dims,
-            reason: "images need three dims",
-        });
-    };
-    let [count, rows, cols] = [count, rows, cols].map(to_usize);
-    if rows == 0 || cols == 0 {
-        return Err(IdxError::WrongDims {
-            path: origin.to_path_buf(),
-            dims,
-            reason: "images need at least one row and one column",
-        });
-    }
-    Ok(IdxImages {
-        count,
-        rows,
-        cols,
-        pixels: body,
-    })
+    collect_images(ImageStream::new(io::Cursor::new(raw), origin)?)
 }
 
 /// Parses the bytes of an idx1-ubyte file (gzip-compressed or plain).
 /// `origin` only labels errors.
 pub fn parse_labels(raw: Vec<u8>, origin: &Path) -> Result<Vec<u8>, IdxError> {
-    parse(raw, origin, LABELS_MAGIC, "idx1-ubyte labels").map(|(_, body)| body)
+    collect_labels(io::Cursor::new(raw), origin)
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, IdxError> {
-    fs::read(path).map_err(|source| IdxError::Io {
-        path: path.to_path_buf(),
-        source,
+fn open_file(path: &Path) -> Result<BufReader<File>, IdxError> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|source| IdxError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn collect_images<R: Read>(mut stream: ImageStream<R>) -> Result<IdxImages, IdxError> {
+    let (count, rows, cols) = (stream.count(), stream.rows(), stream.cols());
+    // Grown as images arrive, not sized from the header: a header may promise more than the
+    // file holds.
+    let mut pixels = Vec::new();
+    let mut image = Vec::new();
+    while let Some(next) = stream.next_image(&mut image)? {
+        pixels.extend_from_slice(next);
+    }
+    Ok(IdxImages {
+        count,
+        rows,
+        cols,
+        pixels,
     })
+}
+
+fn collect_labels<R: Read>(reader: R, origin: &Path) -> Result<Vec<u8>, IdxError> {
+    let (dims, mut body) = Body::open(reader, origin, LABELS_MAGIC, "idx1-ubyte labels")?;
+    let count = dims.first().copied().map_or(0, to_usize);
+    let mut labels = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut left = count;
+    while left > 0 {
+        let take = left.min(chunk.len());
+        let part = chunk.get_mut(..take).unwrap_or_default();
+        body.read_exact(part)?;
+        labels.extend_from_slice(part);
+        left -= take;
+    }
+    body.finish()?;
+    Ok(labels)
+}
+
+/// The images of an idx3-ubyte file (gzip-compressed or plain), read one at a time: memory
+/// stays at one image whatever the file's size, and nothing past the body the header
+/// declares is decompressed, except a few bytes to tell that the file goes on.
+#[derive(Debug)]
+pub struct ImageStream<R> {
+    body: Body<R>,
+    count: usize,
+    rows: usize,
+    cols: usize,
+    next: usize,
+}
+
+impl<R: Read> ImageStream<R> {
+    /// Reads the header from `reader`; `origin` labels errors.
+    pub fn new(reader: R, origin: &Path) -> Result<Self, IdxError> {
+        let (dims, body) = Body::open(reader, origin, IMAGES_MAGIC, "idx3-ubyte images")?;
+        let wrong = |reason| IdxError::WrongDims {
+            path: origin.to_path_buf(),
+            dims: dims.clone(),
+            reason,
+        };
+        let &[count, rows, cols] = dims.as_slice() else {
+            return Err(wrong("images need three dims"));
+        };
+        let [count, rows, cols] = [count, rows, cols].map(to_usize);
+        if rows == 0 || cols == 0 {
+            return Err(wrong("images need at least one row and one column"));
+        }
+        if rows.saturating_mul(cols) > MAX_IMAGE_BYTES {
+            return Err(wrong("images larger than 64 Mi pixels"));
+        }
+        Ok(ImageStream {
+            body,
+            count,
+            rows,
+            cols,
+            next: 0,
+        })
+    }
+
+    /// Images the header declares.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Rows (height) of every image.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (width) of every image.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Reads the next image into `buffer` and returns its pixels (row-major), or `None`
+    /// after the last, once the file is known to end there. A file shorter than its header
+    /// says is [`IdxError::Truncated`]; one that goes on is [`IdxError::TrailingBytes`].
+    pub fn next_image<'b>(
+        &mut self,
+        buffer: &'b mut Vec<u8>,
+    ) -> Result<Option<&'b [u8]>, IdxError> {
+        if self.next == self.count {
+            if !self.body.finished {
+                self.body.finish()?;
+            }
+            return Ok(None);
+        }
+        buffer.resize(self.rows * self.cols, 0);
+        self.body.read_exact(buffer)?;
+        self.next += 1;
+        Ok(Some(buffer.as_slice()))
+    }
+}
+
+/// The body of an idx file after its header: reads no further than the declared length.
+#[derive(Debug)]
+struct Body<R> {
+    reader: Decoded<R>,
+    origin: PathBuf,
+    /// Declared body bytes.
+    len: usize,
+    /// Body bytes read so far.
+    read: usize,
+    finished: bool,
+}
+
+/// An idx file's bytes: as stored, or decompressed.
+#[derive(Debug)]
+enum Decoded<R> {
+    Plain(BufReader<R>),
+    Gzip(MultiGzDecoder<BufReader<R>>),
+}
+
+impl<R: Read> Read for Decoded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoded::Plain(reader) => reader.read(buf),
+            Decoded::Gzip(reader) => reader.read(buf),
+        }
+    }
+}
+
+impl<R: Read> Body<R> {
+    /// Reads and checks the magic and dims; returns the dims and the body to read.
+    fn open(
+        reader: R,
+        origin: &Path,
+        expected_magic: u32,
+        expected_kind: &'static str,
+    ) -> Result<(Vec<u32>, Self), IdxError> {
+        let mut buffered = BufReader::new(reader);
+        let starts_gzip = buffered
+            .fill_buf()
+            .map_err(|source| IdxError::Io {
+                path: origin.to_path_buf(),
+                source,
+            })?
+            .starts_with(&GZIP_MAGIC);
+        // Multi-member aware: `gzip` concatenation and some archivers write several members.
+        let mut reader = if starts_gzip {
+            Decoded::Gzip(MultiGzDecoder::new(buffered))
+        } else {
+            Decoded::Plain(buffered)
+        };
+
+        let mut magic = [0u8; MAGIC_LEN];
+        let got = read_up_to(&mut reader, &mut magic, origin)?;
+        if got < MAGIC_LEN {
+            return Err(truncated(origin, "magic", MAGIC_LEN, got));
+        }
+        let magic = u32::from_be_bytes(magic);
+        if magic != expected_magic {
+            return Err(IdxError::BadMagic {
+                path: origin.to_path_buf(),
+                found: magic,
+                expected: expected_magic,
+                expected_kind,
+            });
+        }
+        // The low byte of a valid magic is the number of dimensions.
+        let ndims = (expected_magic & 0xff) as usize;
+        let header_len = MAGIC_LEN + ndims * DIM_LEN;
+        let mut dims = Vec::with_capacity(ndims);
+        for index in 0..ndims {
+            let mut dim = [0u8; DIM_LEN];
+            let got = read_up_to(&mut reader, &mut dim, origin)?;
+            if got < DIM_LEN {
+                let have = MAGIC_LEN + index * DIM_LEN + got;
+                return Err(truncated(origin, "header", header_len, have));
+            }
+            dims.push(u32::from_be_bytes(dim));
+        }
+        let len = dims
+            .iter()
+            .try_fold(1usize, |acc, &dim| acc.checked_mul(to_usize(dim)))
+            .ok_or_else(|| IdxError::WrongDims {
+                path: origin.to_path_buf(),
+                dims: dims.clone(),
+                reason: "element count overflows usize",
+            })?;
+        let body = Body {
+            reader,
+            origin: origin.to_path_buf(),
+            len,
+            read: 0,
+            finished: false,
+        };
+        Ok((dims, body))
+    }
+
+    /// Fills `buf` from the body; the caller never asks past the declared length.
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), IdxError> {
+        let got = read_up_to(&mut self.reader, buf, &self.origin)?;
+        self.read += got;
+        if got < buf.len() {
+            return Err(truncated(&self.origin, "body", self.len, self.read));
+        }
+        Ok(())
+    }
+
+    /// Checks that the file ends with the body, counting at most [`MAX_TRAILING_COUNT`]
+    /// bytes beyond it.
+    fn finish(&mut self) -> Result<(), IdxError> {
+        self.finished = true;
+        let mut extra = 0usize;
+        let mut chunk = [0u8; 8192];
+        while extra < MAX_TRAILING_COUNT {
+            let got = read_up_to(&mut self.reader, &mut chunk, &self.origin)?;
+            if got == 0 {
+                break;
+            }
+            extra += got;
+        }
+        if extra > 0 {
+            return Err(IdxError::TrailingBytes {
+                path: self.origin.clone(),
+                expected: self.len,
+                extra,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read. Retries
+/// interrupted reads; a corrupt gzip stream is [`IdxError::Gzip`].
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8], origin: &Path) -> Result<usize, IdxError> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                let path = origin.to_path_buf();
+                // flate2 reports a damaged stream as InvalidInput / InvalidData / an
+                // unexpected end; a failing disk is anything else.
+                return Err(match source.kind() {
+                    io::ErrorKind::InvalidInput
+                    | io::ErrorKind::InvalidData
+                    | io::ErrorKind::UnexpectedEof => IdxError::Gzip { path, source },
+                    _ => IdxError::Io { path, source },
+                });
+            }
+        }
+    }
+    Ok(filled)
+}
+
+fn truncated(origin: &Path, part: &'static str, expected: usize, actual: usize) -> IdxError {
+    IdxError::Truncated {
+        path: origin.to_path_buf(),
+        part,
+        expected,
+        actual,
+    }
 }
 
 fn to_usize(dim: u32) -> usize {
@@ -215,88 +478,11 @@ fn to_usize(dim: u32) -> usize {
     dim as usize
 }
 
-fn decompress_if_gzip(raw: Vec<u8>, origin: &Path) -> Result<Vec<u8>, IdxError> {
-    if !raw.starts_with(&GZIP_MAGIC) {
-        return Ok(raw);
-    }
-    let mut plain = Vec::new();
-    // Multi-member aware: `gzip` concatenation and some archivers write several members.
-    MultiGzDecoder::new(raw.as_slice())
-        .read_to_end(&mut plain)
-        .map_err(|source| IdxError::Gzip {
-            path: origin.to_path_buf(),
-            source,
-        })?;
-    Ok(plain)
-}
-
-/// Validates magic, dims and body length; returns the dims and the body.
-fn parse(
-    raw: Vec<u8>,
-    origin: &Path,
-    expected_magic: u32,
-    expected_kind: &'static str,
-) -> Result<(Vec<u32>, Vec<u8>), IdxError> {
-    let mut bytes = decompress_if_gzip(raw, origin)?;
-    let truncated = |part, expected, actual| IdxError::Truncated {
-        path: origin.to_path_buf(),
-        part,
-        expected,
-        actual,
-    };
-
-    let magic = read_be_u32(&bytes, 0).ok_or_else(|| truncated("magic", MAGIC_LEN, bytes.len()))?;
-    if magic != expected_magic {
-        return Err(IdxError::BadMagic {
-            path: origin.to_path_buf(),
-            found: magic,
-            expected: expected_magic,
-            expected_kind,
-        });
-    }
-
-    // The low byte of a valid magic is the number of dimensions.
-    let ndims = (expected_magic & 0xff) as usize;
-    let header_len = MAGIC_LEN + ndims * DIM_LEN;
-    let dims: Vec<u32> = (0..ndims)
-        .map(|i| read_be_u32(&bytes, MAGIC_LEN + i * DIM_LEN))
-        .collect::<Option<_>>()
-        .ok_or_else(|| truncated("header", header_len, bytes.len()))?;
-
-    let body_len = dims
-        .iter()
-        .try_fold(1usize, |acc, &dim| acc.checked_mul(to_usize(dim)))
-        .ok_or_else(|| IdxError::WrongDims {
-            path: origin.to_path_buf(),
-            dims: dims.clone(),
-            reason: "element count overflows usize",
-        })?;
-    let actual_body_len = bytes.len() - header_len;
-    if actual_body_len < body_len {
-        return Err(truncated("body", body_len, actual_body_len));
-    }
-    if actual_body_len > body_len {
-        return Err(IdxError::TrailingBytes {
-            path: origin.to_path_buf(),
-            expected: body_len,
-            extra: actual_body_len - body_len,
-        });
-    }
-
-    // Shifting in place avoids a second allocation of a body that can be ~50 MB.
-    bytes.drain(..header_len);
-    Ok((dims, bytes))
-}
-
-fn read_be_u32(bytes: &[u8], offset: usize) -> Option<u32> {
-    let word = bytes.get(offset..offset.checked_add(4)?)?;
-    Some(u32::from_be_bytes(word.try_into().ok()?))
-}
-
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use std::format;
+    use std::fs;
     use std::io::Write;
     use std::string::ToString;
     use std::vec::Vec;
@@ -504,5 +690,75 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A gzip bomb: a valid header and body, then `extra` zero bytes that compress to
+    /// almost nothing.
+    fn bomb(count: u32, rows: u32, cols: u32, extra: usize) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(&images_file(count, rows, cols)).unwrap();
+        let zeros = std::vec![0u8; 1 << 20];
+        for _ in 0..extra / zeros.len() {
+            encoder.write_all(&zeros).unwrap();
+        }
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_not_decompressed_past_its_body() {
+        // 256 MiB of zeros after the body, in about 250 KB of gzip.
+        let file = bomb(10, 28, 28, 256 << 20);
+        assert!(file.len() < 1 << 20, "{}", file.len());
+        let started = std::time::Instant::now();
+        let error = parse_images(file.clone(), origin()).expect_err("trailing bytes");
+        assert!(
+            matches!(error, IdxError::TrailingBytes { expected: 7840, extra, .. } if extra == MAX_TRAILING_COUNT),
+            "{error}"
+        );
+        // Streaming, every image is read before the end is checked.
+        let mut stream = ImageStream::new(io::Cursor::new(file), origin()).unwrap();
+        let mut buffer = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(
+                stream.next_image(&mut buffer).unwrap().map(<[u8]>::len),
+                Some(784)
+            );
+        }
+        assert!(matches!(
+            stream.next_image(&mut buffer),
+            Err(IdxError::TrailingBytes { .. })
+        ));
+        assert_eq!(buffer.capacity(), 784, "one image of memory");
+        // Decompressing 256 MiB takes about a second; stopping at the body, milliseconds.
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_header_promising_more_than_the_file_holds_allocates_nothing_for_it() {
+        // 2^31 images of 1x1: the header promises 2 GiB, the file holds 3 bytes.
+        let mut file = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for dim in [1u32 << 31, 1, 1] {
+            file.extend(dim.to_be_bytes());
+        }
+        file.extend([1, 2, 3]);
+        let error = parse_images(file, origin()).expect_err("truncated");
+        assert!(
+            matches!(
+                error,
+                IdxError::Truncated {
+                    part: "body",
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        // One image of 65536 x 65536 pixels is refused before any allocation.
+        let mut file = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for dim in [1u32, 1 << 16, 1 << 16] {
+            file.extend(dim.to_be_bytes());
+        }
+        let error = parse_images(file, origin()).expect_err("too large");
+        assert!(matches!(error, IdxError::WrongDims { .. }), "{error}");
     }
 }

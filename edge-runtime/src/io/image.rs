@@ -15,6 +15,17 @@ use thiserror::Error;
 use crate::error::FrameError;
 use crate::frame::{Frame, PixelFormat};
 
+/// Largest image file read, in bytes: files are read whole, so this bounds the read.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Largest width or height decoded.
+pub const MAX_SIDE: u32 = 16384;
+
+/// Most bytes the decoder may allocate for one image (a 16384 x 16384 gray image, or 8K RGBA
+/// with room to spare): a small file that declares a huge image fails to decode instead of
+/// exhausting memory.
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+
 /// File name extensions (lower case) of the image formats read.
 pub const EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "pgm", "ppm", "pbm", "pnm", "bmp"];
 
@@ -37,6 +48,15 @@ pub enum ImageError {
         path: PathBuf,
         /// The decoder's complaint.
         source: ::image::ImageError,
+    },
+
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{path}: {bytes} bytes, larger than the {MAX_FILE_BYTES}-byte limit on image files", path = path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
     },
 
     /// The folder could not be listed.
@@ -101,10 +121,24 @@ pub fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
 
 /// Reads and decodes an image file for a model with `channels` input channels.
 pub fn read_image(path: &Path, channels: u32) -> Result<DecodedImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+    use std::io::Read;
+    let io_error = |source| ImageError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    // Reading one byte past the limit tells a file over it from one at it, whatever the
+    // metadata says (a pipe, a file still growing).
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
+        });
+    }
     decode_image(&bytes, path, channels)
 }
 
@@ -125,12 +159,17 @@ pub fn decode_image(
     if let Ok(format) = ImageFormat::from_path(origin) {
         reader.set_format(format);
     }
-    let reader = reader
+    let mut reader = reader
         .with_guessed_format()
         .map_err(|source| ImageError::Io {
             path: origin.to_path_buf(),
             source,
         })?;
+    let mut limits = ::image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
     let image = reader.decode().map_err(decode_error)?;
     let (width, height) = (image.width(), image.height());
     let (format, pixels) = if channels == 1 && !image.color().has_color() {
@@ -213,5 +252,16 @@ mod tests {
         for name in ["a.txt", "png", "b.gif", "c.idx"] {
             assert!(!has_image_extension(Path::new(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn a_small_file_declaring_a_huge_image_is_refused_before_allocating() {
+        // 40 bytes that declare a 20000 x 20000 gray image (400 MB decoded).
+        let mut bomb = b"P5\n20000 20000\n255\n".to_vec();
+        bomb.extend([0u8; 20]);
+        let started = std::time::Instant::now();
+        let error = decode_image(&bomb, Path::new("bomb.pgm"), 1).expect_err("over the limits");
+        assert!(matches!(error, ImageError::Decode { .. }), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
     }
 }

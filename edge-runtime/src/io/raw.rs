@@ -56,6 +56,9 @@ pub enum RawError {
     },
 }
 
+/// Most bytes one raw frame may have: the reader holds one frame, so this bounds its memory.
+pub const MAX_FRAME_BYTES: usize = 128 << 20;
+
 /// The geometry of every frame of a raw stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawGeometry {
@@ -86,15 +89,19 @@ impl RawGeometry {
             }
             _ => {}
         }
+        // (2^32 - 1)^2 * 3 overflows u64: every step is checked.
         let pixels = u64::from(width) * u64::from(height);
         let bytes = match format {
-            PixelFormat::Gray8 => pixels,
-            PixelFormat::Rgb8 | PixelFormat::Bgr8 => pixels * 3,
-            PixelFormat::Yuyv => pixels * 2,
+            PixelFormat::Gray8 => Some(pixels),
+            PixelFormat::Rgb8 | PixelFormat::Bgr8 => pixels.checked_mul(3),
+            PixelFormat::Yuyv => pixels.checked_mul(2),
             // The luma plane, then the interleaved half-resolution chroma plane.
-            PixelFormat::Nv12 => pixels * 3 / 2,
+            PixelFormat::Nv12 => pixels.checked_mul(3).map(|bytes| bytes / 2),
         };
-        let frame_len = usize::try_from(bytes).map_err(|_| invalid("frames too large"))?;
+        let frame_len = bytes
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .filter(|&bytes| bytes <= MAX_FRAME_BYTES)
+            .ok_or_else(|| invalid("frames larger than 128 MiB (an 8K RGB frame is 100 MB)"))?;
         Ok(RawGeometry {
             width,
             height,
@@ -184,6 +191,9 @@ impl<R: Read> RawFrames<R> {
                 Ok(0) => break,
                 Ok(n) => received += n,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // A non-blocking descriptor (a camera pipe opened O_NONBLOCK by its
+                // producer) has no data yet: wait for it rather than fail.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => wait_for_data(),
                 Err(source) => {
                     self.done = true;
                     return Err(RawError::Read { frame, source });
@@ -205,6 +215,12 @@ impl<R: Read> RawFrames<R> {
         self.next += 1;
         Ok(Some((frame, buffer.as_slice())))
     }
+}
+
+/// A short pause before retrying a non-blocking read: the frames arrive at camera rate, so a
+/// millisecond adds no visible latency and keeps the loop off the CPU.
+fn wait_for_data() {
+    std::thread::sleep(std::time::Duration::from_millis(1));
 }
 
 #[cfg(test)]
@@ -279,5 +295,69 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn huge_sizes_are_errors_not_panics_or_allocations() {
+        for (width, height) in [
+            (u32::MAX - 1, u32::MAX - 1),
+            (1 << 16, 1 << 16),
+            (16384, 16384),
+        ] {
+            for format in [PixelFormat::Gray8, PixelFormat::Rgb8, PixelFormat::Nv12] {
+                let error = RawGeometry::new(width, height, format).expect_err("too large");
+                assert!(error.to_string().contains("128 MiB"), "{error}");
+            }
+        }
+        // 8K RGB fits.
+        let geometry = RawGeometry::new(7680, 4320, PixelFormat::Rgb8).unwrap();
+        assert_eq!(geometry.frame_len(), 7680 * 4320 * 3);
+    }
+
+    /// A reader that has no data every other call, like a non-blocking pipe, and is
+    /// interrupted by signals in between.
+    struct Hesitant<'a> {
+        data: &'a [u8],
+        calls: usize,
+    }
+
+    impl io::Read for Hesitant<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            match self.calls % 3 {
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                1 => Err(io::ErrorKind::Interrupted.into()),
+                _ => {
+                    let n = buf.len().min(self.data.len()).min(3);
+                    let (head, rest) = self.data.split_at(n);
+                    buf[..n].copy_from_slice(head);
+                    self.data = rest;
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_blocking_and_interrupted_reads_are_waited_out() {
+        let geometry = RawGeometry::new(2, 2, PixelFormat::Gray8).unwrap();
+        let stream: Vec<u8> = (0..8).collect();
+        let mut frames = RawFrames::new(
+            Hesitant {
+                data: &stream,
+                calls: 0,
+            },
+            geometry,
+        );
+        let mut buffer = Vec::new();
+        assert_eq!(
+            frames.next_frame(&mut buffer).unwrap(),
+            Some((0, &[0, 1, 2, 3][..]))
+        );
+        assert_eq!(
+            frames.next_frame(&mut buffer).unwrap(),
+            Some((1, &[4, 5, 6, 7][..]))
+        );
+        assert_eq!(frames.next_frame(&mut buffer).unwrap(), None);
     }
 }

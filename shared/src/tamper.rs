@@ -1,0 +1,84 @@
+//! Editing model files in place, the way an attacker, a bad flash write or a bit flip would:
+//! for the robustness tests, the fuzzers' seeds and the fail-closed checks.
+//!
+//! A model file's checksum catches accidental damage, but anyone who can write the file can
+//! also recompute it; the runtime must stay safe on a file that is well-formed, passes
+//! validation, and carries weights chosen to break it. These helpers find the weights and
+//! re-seal the file after editing them.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::header::{HEADER_LEN, header_for};
+use crate::layers::{FlowLayer, NetNode, NetOp};
+use crate::tensor::{Tensor, TensorData};
+
+/// The byte ranges of every f32 tensor's values within `file`, a model file that decodes,
+/// in file order. Overwriting whole 4-byte values inside these ranges keeps the file
+/// well-formed (after [`reseal`]).
+pub fn f32_value_ranges(file: &[u8]) -> Result<Vec<Range<usize>>> {
+    let model = crate::decode(file)?.model;
+    let base = file.as_ptr() as usize;
+    let mut ranges = Vec::new();
+    let mut add = |tensor: &Tensor<'_>| {
+        if let TensorData::F32(bytes) = &tensor.data {
+            let start = bytes.as_slice().as_ptr() as usize - base;
+            ranges.push(start..start + bytes.len());
+        }
+    };
+    for layer in model.flow.iter() {
+        match layer.map_err(Error::Payload)? {
+            FlowLayer::Coupling(coupling) => {
+                add(&coupling.scale);
+                visit_net(coupling.net.iter(), &mut add)?;
+            }
+            FlowLayer::ActNorm(actnorm) => {
+                add(&actnorm.bias);
+                add(&actnorm.log_scale);
+            }
+            FlowLayer::InvertibleConv1x1(conv) => add(&conv.weight),
+            FlowLayer::Embed(embed) => visit_net(embed.net.iter(), &mut add)?,
+            FlowLayer::Squeeze | FlowLayer::Unsqueeze | FlowLayer::FactorOut { .. } => {}
+        }
+    }
+    ranges.sort_by_key(|range| range.start);
+    Ok(ranges)
+}
+
+fn visit_net<'a>(
+    nodes: impl Iterator<Item = core::result::Result<NetNode<'a>, postcard::Error>>,
+    add: &mut impl FnMut(&Tensor<'_>),
+) -> Result<()> {
+    for node in nodes {
+        match node.map_err(Error::Payload)?.op {
+            NetOp::Conv2d(conv) => {
+                add(&conv.weight);
+                add(&conv.bias);
+            }
+            NetOp::ConvTranspose2d(conv) => {
+                add(&conv.weight);
+                add(&conv.bias);
+            }
+            NetOp::Linear(linear) => {
+                add(&linear.weight);
+                add(&linear.bias);
+            }
+            NetOp::ChannelAffine(affine) => {
+                add(&affine.scale);
+                add(&affine.shift);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes the header's length and checksum for the (edited) payload after it.
+pub fn reseal(file: &mut [u8]) -> Result<()> {
+    let (header, payload) = file
+        .split_first_chunk_mut::<HEADER_LEN>()
+        .ok_or(Error::TooShort { len: 0 })?;
+    *header = header_for(payload)?;
+    Ok(())
+}
