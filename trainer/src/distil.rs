@@ -750,10 +750,11 @@ pub fn distil(
                 bpd += options.weight * f64::from(term.into_scalar::<f32>());
             }
             if best.is_none_or(|(_, best_bpd)| bpd < best_bpd) {
-                model
-                    .clone()
-                    .save_file(out_dir.join(files::BEST_MODEL))
-                    .map_err(|e| anyhow::anyhow!("cannot save the best weights: {e:?}"))?;
+                training::save_record(
+                    &model,
+                    &out_dir.join(files::BEST_MODEL),
+                    "the best weights",
+                )?;
                 std::fs::write(&best_file, format!("{} {bpd}\n", step + 1))
                     .with_context(|| format!("cannot write {}", best_file.display()))?;
                 best = Some((step + 1, bpd));
@@ -768,10 +769,11 @@ pub fn distil(
             latest.bits_per_dim, latest.distil
         ));
         if (step + 1) % config.train.checkpoint_every == 0 || step + 1 == steps {
-            model
-                .clone()
-                .save_file(out_dir.join(files::CHECKPOINT_MODEL))
-                .map_err(|e| anyhow::anyhow!("cannot save the checkpoint: {e:?}"))?;
+            training::save_record(
+                &model,
+                &out_dir.join(files::CHECKPOINT_MODEL),
+                "the checkpoint",
+            )?;
             optim
                 .to_record()
                 .save(out_dir.join(files::CHECKPOINT_OPTIM))
@@ -787,10 +789,7 @@ pub fn distil(
             .map_err(|e| anyhow::anyhow!("cannot load the best weights: {e:?}"))?;
     }
     let model_path = out_dir.join(files::MODEL);
-    model
-        .clone()
-        .save_file(&model_path)
-        .map_err(|e| anyhow::anyhow!("cannot save {}: {e:?}", model_path.display()))?;
+    training::save_record(&model, &model_path, "the model")?;
     let final_bits_per_dim = mean_of_last(&history, |r| r.bits_per_dim);
     let final_distil = mean_of_last(&history, |r| r.distil);
     record.final_bits_per_dim = Some(final_bits_per_dim);

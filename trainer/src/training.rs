@@ -432,10 +432,7 @@ pub fn train(
             let bpd = -lls.iter().sum::<f64>()
                 / (lls.len().max(1) as f64 * dims * std::f64::consts::LN_2);
             if best.is_none_or(|(_, best_bpd)| bpd < best_bpd) {
-                model
-                    .clone()
-                    .save_file(out_dir.join(files::BEST_MODEL))
-                    .map_err(|e| anyhow::anyhow!("cannot save the best weights: {e:?}"))?;
+                save_record(&model, &out_dir.join(files::BEST_MODEL), "the best weights")?;
                 std::fs::write(&best_file, format!("{} {bpd}\n", step + 1))?;
                 best = Some((step + 1, bpd));
             }
@@ -449,10 +446,11 @@ pub fn train(
         ));
         let checkpoint = (step + 1) % config.train.checkpoint_every == 0 || step + 1 == steps;
         if checkpoint {
-            model
-                .clone()
-                .save_file(out_dir.join(files::CHECKPOINT_MODEL))
-                .map_err(|e| anyhow::anyhow!("cannot save the checkpoint: {e:?}"))?;
+            save_record(
+                &model,
+                &out_dir.join(files::CHECKPOINT_MODEL),
+                "the checkpoint",
+            )?;
             optim
                 .to_record()
                 .save(out_dir.join(files::CHECKPOINT_OPTIM))
@@ -467,10 +465,7 @@ pub fn train(
             .map_err(|e| anyhow::anyhow!("cannot load the best weights: {e:?}"))?;
     }
     let model_path = out_dir.join(files::MODEL);
-    model
-        .clone()
-        .save_file(&model_path)
-        .map_err(|e| anyhow::anyhow!("cannot save the model: {e:?}"))?;
+    save_record(&model, &model_path, "the model")?;
     let steps_run = steps.saturating_sub(start);
     let report = TrainReport {
         steps_run,
@@ -481,6 +476,18 @@ pub fn train(
         best,
     };
     Ok((report, model))
+}
+
+/// Saves `model`'s record (weights and batch-norm running statistics) as a burnpack file, the
+/// statistics with the latest training step's update committed (see
+/// [`FlowModel::commit_running_statistics`]): the record is then the model that validation
+/// scored and that the export writes. `what` names the file in errors.
+pub fn save_record(model: &FlowModel, path: &Path, what: &str) -> Result<()> {
+    model.commit_running_statistics();
+    model
+        .clone()
+        .save_file(path)
+        .map_err(|e| anyhow::anyhow!("cannot save {what} ({}): {e:?}", path.display()))
 }
 
 /// Loads a trained model for evaluation on the (non-autodiff) CPU device.

@@ -488,6 +488,18 @@ impl FlowModel {
         self.valid()
     }
 
+    /// Folds the batch-norms' pending running-statistics updates into the values a record
+    /// holds. burn's `RunningState` keeps a training pass's update aside until the next
+    /// training pass or `valid()` (so [`FlowModel::for_inference`]) syncs it, while a record
+    /// (`save_file`, `into_record`) reads the value without it: saved right after a training
+    /// step, the weights would carry the statistics of one step earlier (the initial ones after
+    /// a single step) and disagree with every export and validation of the same model.
+    /// Statistics that are already committed stay as they are.
+    pub fn commit_running_statistics(&self) {
+        // `valid()` syncs every running state it reads, and clones share that state.
+        let _ = self.valid();
+    }
+
     /// Parameters (learned scalars).
     pub fn parameter_count(&self) -> usize {
         self.num_params()
