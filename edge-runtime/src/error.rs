@@ -28,6 +28,15 @@ pub enum Error {
     Inconsistent,
     /// The requested kernels need instructions this CPU (or this build) lacks.
     KernelsUnavailable(crate::kernels::KernelPath),
+    /// The caller's plan buffers are smaller than [`crate::Gate::plan_sizes`] says.
+    PlanMemoryTooSmall {
+        /// What the plan needs.
+        needed: crate::plan::PlanSizes,
+        /// Steps provided.
+        steps: usize,
+        /// Floats provided.
+        floats: usize,
+    },
     /// The model needs more than the gate's [`crate::Limits`] allow.
     LimitExceeded {
         /// The limit.
@@ -87,6 +96,15 @@ impl fmt::Display for Error {
                     "the {path} kernels need instructions this CPU or build lacks"
                 )
             }
+            Error::PlanMemoryTooSmall {
+                needed,
+                steps,
+                floats,
+            } => write!(
+                f,
+                "plan memory too small: the model needs {} steps and {} floats, got {steps} and {floats}",
+                needed.steps, needed.floats
+            ),
             Error::LimitExceeded {
                 limit,
                 needed,

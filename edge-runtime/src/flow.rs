@@ -1,10 +1,10 @@
-//! Runs the flow over the preprocessed input and accumulates its log-density.
+//! Runs the planned flow over the preprocessed input and accumulates its log-density.
 
-use flowgate_shared::validate::{Dims, coupling_net_input, plan_net};
-use flowgate_shared::{Coupling, Embed, FlowLayer, Mask, Model};
+use flowgate_shared::{Dims, Mask};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, KernelPath, weights::Weights};
+use crate::kernels::{self, KernelPath};
+use crate::plan::{CouplingStep, Op, Span, Step};
 
 /// `ln(2 pi) / 2`.
 const HALF_LN_TWO_PI: f64 = 0.918_938_533_204_672_8;
@@ -17,45 +17,67 @@ pub fn standard_normal_log_density(values: &[f32]) -> f64 {
         .sum()
 }
 
-/// Applies every layer of `model.flow` to `state` (the flow's input, shape `input`) and
-/// returns `ln p(y)` in nats: the prior's log-density of everything that leaves the flow plus
-/// the layers' log-determinants. `work` is the scratch work area; `path` picks the kernels.
-pub fn log_density(
-    model: &Model<'_>,
+/// The scratch's parts while the flow runs: the flow's state, the networks' activations, and
+/// the kernels' temporaries.
+pub(crate) struct Scratch<'s> {
+    pub state: &'s mut [f32],
+    pub work: &'s mut [f32],
+    pub kernel: &'s mut [f32],
+}
+
+/// Runs the planned flow on `scratch.state` (the flow's input, shape `input`) and returns
+/// `ln p(y)` in nats: the prior's log-density of everything that leaves the flow plus the
+/// layers' log-determinants. `path` picks the kernels.
+pub(crate) fn log_density(
+    steps: &[Step],
+    floats: &[f32],
     input: Dims,
-    state: &mut [f32],
-    work: &mut [f32],
+    scratch: Scratch<'_>,
     path: KernelPath,
 ) -> Result<f64> {
+    let Scratch {
+        state,
+        work,
+        kernel,
+    } = scratch;
     let mut dims = input;
     let mut total = 0.0f64;
-    for layer in model.flow.iter() {
-        let layer = layer.map_err(|_| Error::Inconsistent)?;
+    let mut next = 0;
+    while let Some(step) = steps.get(next) {
+        next += 1;
         let len = dims.elements() as usize;
         let active = state.get_mut(..len).ok_or(Error::Inconsistent)?;
-        match &layer {
-            FlowLayer::Coupling(coupling) => {
-                total += run_coupling(coupling, dims, active, work, path)?;
+        match &step.0 {
+            Op::Coupling(coupling) => {
+                let net = steps
+                    .get(coupling.net.start..coupling.net.end())
+                    .ok_or(Error::Inconsistent)?;
+                total += run_coupling(coupling, net, floats, active, work, kernel, path)?;
+                next = coupling.net.end();
             }
-            FlowLayer::Squeeze => {
+            Op::Squeeze { dims: before } => {
                 let copy = copy_to_work(active, work)?;
-                dims = Dims::new(dims.channels * 4, dims.height / 2, dims.width / 2);
+                dims = Dims::new(before.channels * 4, before.height / 2, before.width / 2);
                 squeeze(copy, active, dims);
             }
-            FlowLayer::Unsqueeze => {
+            Op::Unsqueeze { dims: before } => {
                 let copy = copy_to_work(active, work)?;
-                unsqueeze(copy, active, dims);
-                dims = Dims::new(dims.channels / 4, dims.height * 2, dims.width * 2);
+                unsqueeze(copy, active, *before);
+                dims = Dims::new(before.channels / 4, before.height * 2, before.width * 2);
             }
-            FlowLayer::ActNorm(actnorm) => {
-                let (bias, log_scale) = (
-                    Weights::new(&actnorm.bias),
-                    Weights::new(&actnorm.log_scale),
-                );
-                let plane = dims.pixels() as usize;
+            Op::ActNorm {
+                dims: shape,
+                bias,
+                log_scale,
+            } => {
+                let (bias, log_scale) = (floats_of(floats, *bias)?, floats_of(floats, *log_scale)?);
+                let plane = shape.pixels() as usize;
                 let mut sum_log_scale = 0.0f64;
-                for (c, channel) in active.chunks_exact_mut(plane.max(1)).enumerate() {
-                    let (b, ls) = (bias.get(c), log_scale.get(c));
+                for ((channel, &b), &ls) in active
+                    .chunks_exact_mut(plane.max(1))
+                    .zip(bias)
+                    .zip(log_scale)
+                {
                     let scale = libm::expf(ls);
                     for x in channel {
                         *x = (*x + b) * scale;
@@ -64,39 +86,58 @@ pub fn log_density(
                 }
                 total += sum_log_scale * plane as f64;
             }
-            FlowLayer::InvertibleConv1x1(conv) => {
+            Op::InvConv {
+                dims: shape,
+                weight,
+                log_abs_det,
+            } => {
                 let copy = copy_to_work(active, work)?;
-                let weight = Weights::new(&conv.weight);
-                let channels = dims.channels as usize;
-                let plane = dims.pixels() as usize;
-                for (o, out) in active.chunks_exact_mut(plane.max(1)).enumerate() {
+                let weight = floats_of(floats, *weight)?;
+                let channels = shape.channels as usize;
+                let plane = shape.pixels() as usize;
+                for (out, row) in active
+                    .chunks_exact_mut(plane.max(1))
+                    .zip(weight.chunks_exact(channels.max(1)))
+                {
                     out.fill(0.0);
-                    for (c, src) in copy.chunks_exact(plane.max(1)).enumerate() {
-                        let w = weight.get(o * channels + c);
+                    for (src, &w) in copy.chunks_exact(plane.max(1)).zip(row) {
                         for (y, x) in out.iter_mut().zip(src) {
                             *y += w * x;
                         }
                     }
                 }
-                total += f64::from(conv.log_abs_det) * plane as f64;
+                total += f64::from(*log_abs_det) * plane as f64;
             }
-            FlowLayer::FactorOut { keep_channels } => {
-                let kept = Dims::new(*keep_channels, dims.height, dims.width);
+            Op::FactorOut { dims: shape, keep } => {
+                let kept = Dims::new(*keep, shape.height, shape.width);
                 let leaving = active
                     .get(kept.elements() as usize..)
                     .ok_or(Error::Inconsistent)?;
                 total += standard_normal_log_density(leaving);
                 dims = kept;
             }
-            FlowLayer::Embed(embed) => {
-                dims = run_extractor(embed, dims, active, work, path)?;
-                let embedding = work.get(..dims.elements() as usize);
-                let embedding = embedding.ok_or(Error::Inconsistent)?;
+            Op::Embed {
+                net,
+                output,
+                out_dims,
+                ..
+            } => {
+                // The extractor reads the input in slot 0, at the start of the work area.
+                copy_to_work(active, work)?;
+                let net_steps = steps.get(net.start..net.end()).ok_or(Error::Inconsistent)?;
+                kernels::run_net(net_steps, floats, work, kernel, path)?;
+                let embedding = work
+                    .get(output.offset..output.end())
+                    .ok_or(Error::Inconsistent)?;
                 state
                     .get_mut(..embedding.len())
                     .ok_or(Error::Inconsistent)?
                     .copy_from_slice(embedding); // same length: sliced to it above
+                dims = *out_dims;
+                next = net.end();
             }
+            // A network step outside its layer, or an unfilled one: not a plan `build` makes.
+            _ => return Err(Error::Inconsistent),
         }
     }
     let remaining = state
@@ -105,27 +146,10 @@ pub fn log_density(
     Ok(total + standard_normal_log_density(remaining))
 }
 
-/// Runs a feature extractor on `input` (shape `dims`) and leaves the embedding at the start
-/// of `work`; returns its shape.
-fn run_extractor(
-    embed: &Embed<'_>,
-    dims: Dims,
-    input: &[f32],
-    work: &mut [f32],
-    path: KernelPath,
-) -> Result<Dims> {
-    let plan = plan_net(&embed.net, dims, |_| Ok(())).map_err(|_| Error::Inconsistent)?;
-    // Slot 0 sits at the start of the work area.
-    copy_to_work(input, work)?;
-    let (out_slot, out_dims) = kernels::run_net(&embed.net, dims, &plan, work, path)?;
-    let len = out_dims.elements() as usize;
-    let offset = plan.offset(out_slot);
-    let end = offset.checked_add(len).ok_or(Error::Inconsistent)?;
-    if end > work.len() {
-        return Err(Error::Inconsistent);
-    }
-    work.copy_within(offset..end, 0); // in bounds: checked above
-    Ok(out_dims)
+fn floats_of(floats: &[f32], span: Span) -> Result<&[f32]> {
+    floats
+        .get(span.start..span.end())
+        .ok_or(Error::Inconsistent)
 }
 
 fn copy_to_work<'w>(active: &[f32], work: &'w mut [f32]) -> Result<&'w mut [f32]> {
@@ -167,24 +191,30 @@ fn squeeze_pairs(squeezed_dims: Dims) -> impl Iterator<Item = (usize, usize)> {
 }
 
 fn run_coupling(
-    coupling: &Coupling<'_>,
-    dims: Dims,
+    coupling: &CouplingStep,
+    net: &[Step],
+    floats: &[f32],
     state: &mut [f32],
     work: &mut [f32],
+    kernel: &mut [f32],
     path: KernelPath,
 ) -> Result<f64> {
-    let net_input = coupling_net_input(coupling.mask, dims).map_err(|_| Error::Inconsistent)?;
-    let plan = plan_net(&coupling.net, net_input, |_| Ok(())).map_err(|_| Error::Inconsistent)?;
+    let CouplingStep {
+        mask,
+        dims,
+        net_input,
+        scale,
+        output,
+        ..
+    } = *coupling;
     let (h, w) = (dims.height, dims.width);
     let plane = (dims.pixels() as usize).max(1);
     let half = net_input.elements() as usize;
 
     // Slot 0: what the network may see.
     {
-        let slot0 = work
-            .get_mut(..net_input.elements() as usize)
-            .ok_or(Error::Inconsistent)?;
-        match coupling.mask {
+        let slot0 = work.get_mut(..half).ok_or(Error::Inconsistent)?;
+        match mask {
             Mask::ChannelWise { reverse } => {
                 let read = if reverse {
                     state.get(..half)
@@ -215,12 +245,15 @@ fn run_coupling(
         }
     }
 
-    let (out_slot, out_dims) = kernels::run_net(&coupling.net, net_input, &plan, work, path)?;
-    let st = kernels::slot(&plan, work, out_slot, out_dims.elements() as usize)?;
+    kernels::run_net(net, floats, work, kernel, path)?;
+    let st = work
+        .get(output.offset..output.end())
+        .ok_or(Error::Inconsistent)?;
     let (s_raw, t) = st.split_at_checked(half).ok_or(Error::Inconsistent)?;
-    let scale = Weights::new(&coupling.scale);
+    let scale = floats_of(floats, scale)?;
+    let scale_of = |c: usize| scale.get(c).copied().unwrap_or(0.0);
     let mut log_det = 0.0f64;
-    match coupling.mask {
+    match mask {
         Mask::ChannelWise { reverse } => {
             let changed = if reverse {
                 state.get_mut(half..)
@@ -234,7 +267,7 @@ fn run_coupling(
                 .zip(t.chunks_exact(plane))
                 .enumerate()
             {
-                log_det += affine(x, s_raw, t, scale.get(c), |_| true);
+                log_det += affine(x, s_raw, t, scale_of(c), |_| true);
             }
         }
         mask => {
@@ -244,7 +277,7 @@ fn run_coupling(
                 .zip(t.chunks_exact(plane))
                 .enumerate()
             {
-                log_det += affine(x, s_raw, t, scale.get(c), |index| {
+                log_det += affine(x, s_raw, t, scale_of(c), |index| {
                     let (row, col) = ((index / w as usize) as u32, (index % w as usize) as u32);
                     mask.spatial_role(row, col, h, w) == Some(false)
                 });

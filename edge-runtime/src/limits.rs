@@ -6,15 +6,14 @@
 //! shared with the downstream model, refuses such a model at load with an error naming the
 //! limit, instead of finding out from the out-of-memory killer or a missed frame deadline.
 
-use flowgate_shared::ModelSummary;
-
 use crate::error::{Error, Result};
 
 /// Resource limits a model must fit. The fields mirror a board config's `[memory]
 /// budget_kib` and `[model] max_macs_per_frame` (`firmware-configs/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most bytes the model file and the scratch (`4 * scratch_len`) may take together.
+    /// Most bytes the model file, its plan ([`crate::PlanSizes::bytes`]) and the scratch
+    /// (`4 * scratch_len`) may take together.
     pub max_memory_bytes: u64,
     /// Most multiply-accumulates one frame may cost.
     pub max_macs_per_frame: u64,
@@ -45,21 +44,24 @@ impl Limits {
         max_macs_per_frame: u64::MAX,
     };
 
-    /// Whether a model file of `model_bytes` with `summary`'s costs fits.
-    pub fn check(&self, model_bytes: usize, summary: &ModelSummary) -> Result<()> {
-        let scratch_bytes = (summary.scratch.total() as u64).saturating_mul(4);
-        let memory = (model_bytes as u64).saturating_add(scratch_bytes);
-        if memory > self.max_memory_bytes {
+    /// Whether a model needing `bytes` of memory (file, plan and scratch) fits.
+    pub fn check_memory(&self, bytes: u64) -> Result<()> {
+        if bytes > self.max_memory_bytes {
             return Err(Error::LimitExceeded {
                 limit: Limit::Memory,
-                needed: memory,
+                needed: bytes,
                 allowed: self.max_memory_bytes,
             });
         }
-        if summary.macs_per_frame > self.max_macs_per_frame {
+        Ok(())
+    }
+
+    /// Whether a model costing `macs` multiply-accumulates per frame fits.
+    pub fn check_macs(&self, macs: u64) -> Result<()> {
+        if macs > self.max_macs_per_frame {
             return Err(Error::LimitExceeded {
                 limit: Limit::MacsPerFrame,
-                needed: summary.macs_per_frame,
+                needed: macs,
                 allowed: self.max_macs_per_frame,
             });
         }
@@ -76,7 +78,7 @@ impl Default for Limits {
 impl core::fmt::Display for Limit {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            Limit::Memory => "memory (model file + scratch, bytes)",
+            Limit::Memory => "memory (model file + plan + scratch, bytes)",
             Limit::MacsPerFrame => "multiply-accumulates per frame",
         })
     }

@@ -77,19 +77,72 @@ fn overlap(index: usize, start: f64, end: f64) -> f64 {
 /// map, in nats, plus the bin-width term `-D ln 256`: the log-likelihood of the discrete
 /// image is the flow's continuous log-density of `y` plus this.
 pub fn levels_to_flow_input(preprocess: Preprocess, values: &mut [f32]) -> f64 {
+    let mut log_det = 0.0f64;
+    for value in values.iter_mut() {
+        let (y, term) = logit(preprocess, f64::from(*value));
+        *value = y;
+        log_det += term;
+    }
+    log_det - values.len() as f64 * libm::log(256.0)
+}
+
+/// The map of one level: `(y, ln |dy/dx|)`.
+fn logit(preprocess: Preprocess, level: f64) -> (f32, f64) {
     match preprocess {
         Preprocess::Logit { alpha } => {
             let alpha = f64::from(alpha);
-            let ln_range = libm::log(1.0 - 2.0 * alpha);
-            let mut log_det = 0.0f64;
-            for value in values.iter_mut() {
-                let z = (f64::from(*value) + 0.5) / 256.0;
-                let p = alpha + (1.0 - 2.0 * alpha) * z;
-                let (ln_p, ln_q) = (libm::log(p), libm::log(1.0 - p));
-                *value = (ln_p - ln_q) as f32;
-                log_det += ln_range - ln_p - ln_q;
-            }
-            log_det - values.len() as f64 * libm::log(256.0)
+            let z = (level + 0.5) / 256.0;
+            let p = alpha + (1.0 - 2.0 * alpha) * z;
+            let (ln_p, ln_q) = (libm::log(p), libm::log(1.0 - p));
+            (
+                (ln_p - ln_q) as f32,
+                libm::log(1.0 - 2.0 * alpha) - ln_p - ln_q,
+            )
         }
+    }
+}
+
+/// [`levels_to_flow_input`] for the 256 integer levels, computed once at load: a frame's
+/// levels are integers, so the map is a table lookup instead of two logarithms per value. The
+/// results are the same to the bit: each entry is the value the formula gives, and the
+/// log-determinant is summed in the same order.
+#[derive(Debug, Clone)]
+pub(crate) struct LogitTable {
+    y: [f32; 256],
+    log_det: [f64; 256],
+}
+
+impl LogitTable {
+    pub fn new(preprocess: Preprocess) -> Self {
+        let mut table = LogitTable {
+            y: [0.0; 256],
+            log_det: [0.0; 256],
+        };
+        for (level, (y, log_det)) in table.y.iter_mut().zip(&mut table.log_det).enumerate() {
+            (*y, *log_det) = logit(preprocess, level as f64);
+        }
+        table
+    }
+
+    /// [`levels_to_flow_input`], by table for integer levels in 0..=255 (by formula for any
+    /// other value, which [`crate::Gate::score_levels_in_scratch`] may be given).
+    pub fn apply(&self, preprocess: Preprocess, values: &mut [f32]) -> f64 {
+        let mut log_det = 0.0f64;
+        for value in values.iter_mut() {
+            // An integer level: the cast to u8 (saturating) and back gives the value itself.
+            let level = *value as u8;
+            let entry = if f32::from(level) == *value {
+                self.y.get(usize::from(level)).zip(self.log_det.get(usize::from(level)))
+            } else {
+                None
+            };
+            let (y, term) = match entry {
+                Some((&y, &term)) => (y, term),
+                None => logit(preprocess, f64::from(*value)),
+            };
+            *value = y;
+            log_det += term;
+        }
+        log_det - values.len() as f64 * libm::log(256.0)
     }
 }

@@ -32,6 +32,7 @@ fn edge(args: &[&str]) -> (bool, String, String) {
 fn inspect_describes_layers_costs_and_threshold() {
     let bytes = flowgate_shared::encode(&flowgate_shared::example::tiny_model()).unwrap();
     let summary = flowgate_shared::decode(&bytes).unwrap().summary;
+    let gate = flowgate_edge::Gate::new(&bytes).unwrap();
     let path = temp_model("tiny.fgm", &bytes);
     let (ok, stdout, stderr) = edge(&["inspect", path.to_str().unwrap()]);
     assert!(ok, "{stderr}");
@@ -40,9 +41,10 @@ fn inspect_describes_layers_costs_and_threshold() {
     assert!(stdout.contains("quadrant 0 -> 1"), "{stdout}");
     assert!(stdout.contains(&format!("MACs/frame   {}", summary.macs_per_frame)));
     assert!(stdout.contains(&format!("parameters   {}", summary.parameters)));
+    assert!(stdout.contains(&format!("scratch      {} bytes", gate.scratch_len() * 4)));
     assert!(stdout.contains(&format!(
-        "scratch      {} bytes",
-        summary.scratch.total() * 4
+        "plan         {} bytes",
+        gate.plan_memory().bytes()
     )));
     assert!(stdout.contains("reject when score > 2.5"), "{stdout}");
 }

@@ -362,3 +362,117 @@ fn an_idx_bomb_costs_neither_memory_nor_time() {
     // Decompressing 1 GiB takes seconds; stopping after the body, milliseconds.
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// Resident memory of a running process in KiB (`VmRSS` in /proc), if it still runs.
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_long_stream_keeps_memory_flat_and_every_frame_is_accounted_for() {
+    // A short soak (scripts/soak.sh runs a million camera frames): 200,000 frames through
+    // `gate`, half of them rejected. Every frame read is either passed on whole or reported
+    // rejected, and resident memory does not grow with the stream.
+    let dir = temp_dir("fail-closed-soak");
+    let model = tiny_model_file(&dir, Some(SPLITTING_THRESHOLD));
+    let frames = frames();
+    let frame_len = frames[0].len();
+    let decisions: Vec<bool> = run_edge(&raw_args(&model, "6x4", "gray8"), &frames.concat())
+        .rows()
+        .iter()
+        .map(|row| row[5] == "accept")
+        .collect();
+    let rounds = 25_000;
+    let total = rounds * frames.len();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate-edge"))
+        .args([
+            "gate",
+            "--model",
+            &model,
+            "--input",
+            "-",
+            "--raw",
+            "6x4",
+            "--pixel",
+            "gray8",
+            "--summary",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let round = frames.concat();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..rounds {
+            stdin.write_all(&round).unwrap();
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    // Read the passed frames while sampling the gate's memory.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut passed = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut samples = Vec::new();
+    loop {
+        let n = stdout.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        passed.extend_from_slice(&chunk[..n]);
+        if samples.len() < passed.len() / (1 << 16) {
+            samples.extend(resident_kib(pid));
+        }
+    }
+    writer.join().unwrap();
+    let status = child.wait().unwrap();
+    let stderr = errors.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    // Every frame accounted for: passed on byte for byte in order, or reported rejected.
+    let per_round: Vec<u8> = frames
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, accepted)| **accepted)
+        .flat_map(|(frame, _)| frame.clone())
+        .collect();
+    assert_eq!(passed.len(), per_round.len() * rounds);
+    assert!(
+        passed
+            .chunks_exact(per_round.len())
+            .all(|round| round == per_round)
+    );
+    let rejected_per_round = decisions.iter().filter(|accepted| !**accepted).count();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), rejected_per_round * rounds + 1);
+    let accepted = passed.len() / frame_len;
+    assert_eq!(
+        lines.last().copied(),
+        Some(
+            format!(
+                "flowgate-edge gate: {total} frames scored: {accepted} passed on, {} held back; 0 inputs unreadable",
+                total - accepted
+            )
+            .as_str()
+        )
+    );
+
+    // Memory: the first samples are taken once the stream runs; none later is more than
+    // 256 KiB above them.
+    assert!(samples.len() >= 10, "{samples:?}");
+    let early = samples[..3].iter().max().copied().unwrap();
+    let peak = samples.iter().max().copied().unwrap();
+    assert!(
+        peak <= early + 256,
+        "resident memory grew from {early} to {peak} KiB: {samples:?}"
+    );
+}

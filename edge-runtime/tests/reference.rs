@@ -1198,9 +1198,11 @@ fn net_conv2d_padding_stride_and_rectangular_kernels() {
     );
 }
 
-/// Planes wide enough for the SIMD paths' full vectors, their masked tails, the 4-channel
-/// blocks with a remainder, and the strided kernels' gathered rows and their fallback for
-/// rows wider than the stack buffer (64).
+/// Shapes that exercise the convolution kernels' layout (kernels/conv.rs): flat planes whose
+/// length is not a whole number of tiles, tiles that run across rows, blocks of 4 output
+/// channels with a remainder, the phase split of strided convolutions on odd and wide
+/// planes, transposed phases that no tap reaches (kernel smaller than the stride), and long
+/// runs of input channels.
 #[test]
 fn net_wide_planes_on_every_kernel_path() {
     let mut rng = Rng(34);
@@ -1215,9 +1217,8 @@ fn net_wide_planes_on_every_kernel_path() {
         &net_model(9, 19, 35, net),
         &test_frames(9 * 19, 21, 4),
     );
-    // 40 wide: stride-2 convs gather 20-wide rows; the transpose's phases are 20 wide.
-    // 150 wide: 75-wide rows and phases, past the buffer: the plain strided loops.
-    for (h, w) in [(6u32, 40u32), (6, 150)] {
+    // Stride-2 phase splits and transposed phases on even, wide and odd planes.
+    for (h, w) in [(6u32, 40u32), (6, 150), (10, 14)] {
         let net = vec![
             node(rng.conv(5, 1, (4, 4), 2, 1), 0, 1),
             node(rng.conv_transpose(5, 2, 4, 2, 1, 0), 1, 2),
@@ -1228,6 +1229,36 @@ fn net_wide_planes_on_every_kernel_path() {
             &test_frames((h * w) as usize, 22, 4),
         );
     }
+}
+
+#[test]
+fn net_long_channel_runs_and_phases_no_tap_reaches() {
+    let mut rng = Rng(37);
+    // 1x1 convs over 17 and 25 channels (runs of weights past any register block), then a
+    // 3x3 back to 2 channels.
+    let net = vec![
+        node(rng.conv(17, 1, (1, 1), 1, 0), 0, 1),
+        node(NetOp::Relu, 1, 1),
+        node(rng.conv(25, 17, (1, 1), 1, 0), 1, 2),
+        node(rng.conv(2, 25, (3, 3), 1, 1), 2, 3),
+    ];
+    check_against_oracle(
+        "1x1 over 17 and 25 channels",
+        &net_model(5, 6, 38, net),
+        &test_frames(30, 23, 6),
+    );
+    // A 2x2 transpose with stride 3: output phase 2 of each axis gets no tap, only the bias.
+    // (1, 6, 6) -> conv k2 s3: (3, 2, 2) -> transpose k2 s3, output padding 1:
+    // (2 - 1) * 3 + 2 + 1 = 6.
+    let net = vec![
+        node(rng.conv(3, 1, (2, 2), 3, 0), 0, 1),
+        node(rng.conv_transpose(3, 2, 2, 3, 0, 1), 1, 2),
+    ];
+    check_against_oracle(
+        "transpose k2 s3: a phase without taps",
+        &net_model(6, 6, 39, net),
+        &test_frames(36, 24, 8),
+    );
 }
 
 #[test]

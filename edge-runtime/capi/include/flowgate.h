@@ -65,8 +65,8 @@ typedef enum {
    */
   FG_STATUS_INTERNAL = 10,
   /**
-   * The model needs more memory (model bytes plus scratch) or more multiply-accumulates
-   * per frame than the gate's limits allow (`fg_gate_new` uses the largest board config
+   * The model needs more memory (model bytes, its plan and scratch) or more
+   * multiply-accumulates per frame than the gate's limits allow (`fg_gate_new` uses the largest board config
    * in firmware-configs/: 4 MiB and 50 million; `fg_gate_new_with_limits` takes others).
    */
   FG_STATUS_LIMIT_EXCEEDED = 11,
@@ -83,8 +83,9 @@ typedef struct fg_gate fg_gate;
  */
 typedef struct {
   /**
-   * Most bytes the model and its scratch (`fg_gate_scratch_len * sizeof(float)`) may
-   * take together; a board config's `[memory] budget_kib * 1024`.
+   * Most bytes the model, the plan the gate makes of it at load (weights packed for the
+   * kernels) and its scratch (`fg_gate_scratch_len * sizeof(float)`) may take together;
+   * a board config's `[memory] budget_kib * 1024`.
    */
   uint64_t max_memory_bytes;
   /**

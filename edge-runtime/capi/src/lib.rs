@@ -64,8 +64,8 @@ pub enum fg_status {
     InvalidArgument = 9,
     /// A bug in flowgate (the model disagreed with itself, or a panic was caught).
     Internal = 10,
-    /// The model needs more memory (model bytes plus scratch) or more multiply-accumulates
-    /// per frame than the gate's limits allow (`fg_gate_new` uses the largest board config
+    /// The model needs more memory (model bytes, its plan and scratch) or more
+    /// multiply-accumulates per frame than the gate's limits allow (`fg_gate_new` uses the largest board config
     /// in firmware-configs/: 4 MiB and 50 million; `fg_gate_new_with_limits` takes others).
     LimitExceeded = 11,
 }
@@ -126,8 +126,9 @@ pub enum fg_fault {
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct fg_limits {
-    /// Most bytes the model and its scratch (`fg_gate_scratch_len * sizeof(float)`) may
-    /// take together; a board config's `[memory] budget_kib * 1024`.
+    /// Most bytes the model, the plan the gate makes of it at load (weights packed for the
+    /// kernels) and its scratch (`fg_gate_scratch_len * sizeof(float)`) may take together;
+    /// a board config's `[memory] budget_kib * 1024`.
     pub max_memory_bytes: u64,
     /// Most multiply-accumulates per frame; a board config's `[model] max_macs_per_frame`.
     pub max_macs_per_frame: u64,

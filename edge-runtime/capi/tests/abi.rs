@@ -463,7 +463,7 @@ fn a_model_over_the_limits_is_refused_at_load() {
     assert_eq!(defaults.max_macs_per_frame, 50_000_000);
     let gate = Gate::new(&bytes).unwrap();
     let macs = gate.summary().macs_per_frame;
-    let memory = (bytes.len() + 4 * gate.scratch_len()) as u64;
+    let memory = gate.memory_bytes();
     let load = |limits: fg_limits| {
         let mut out = ptr::dangling_mut::<fg_gate>();
         // SAFETY: valid model bytes and out pointer; the gate is freed at once.

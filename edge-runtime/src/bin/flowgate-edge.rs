@@ -754,7 +754,10 @@ fn inspect(path: &Path, limit_args: &LimitArgs) -> Result<()> {
         .with_context(|| format!("{}", path.display()))?;
     let mut out = BufWriter::new(io::stdout().lock());
     describe_model(&gate, bytes.len(), &mut out)?;
-    let fits = match limits.check(bytes.len(), gate.summary()) {
+    let fits = match limits
+        .check_memory(gate.memory_bytes())
+        .and_then(|()| limits.check_macs(gate.summary().macs_per_frame))
+    {
         Ok(()) => "fits".to_string(),
         Err(error) => format!("EXCEEDS: {error}"),
     };
@@ -811,6 +814,12 @@ fn describe_model(gate: &Gate<'_>, file_bytes: usize, out: &mut impl Write) -> R
         "scratch      {} bytes ({} f32)",
         gate.scratch_len() * 4,
         gate.scratch_len()
+    )?;
+    writeln!(
+        out,
+        "plan         {} bytes (weights packed for the kernels); {} bytes in all with file and scratch",
+        gate.plan_memory().bytes(),
+        gate.memory_bytes()
     )?;
     writeln!(out, "score        {:?}", model.score)?;
     match &model.threshold {

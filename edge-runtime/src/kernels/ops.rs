@@ -1,13 +1,12 @@
-//! Kernels of the coupling networks' other operations (the convolutions are in
-//! [`super::conv`] and [`super::transposed`]), on channel-major (C, H, W) slices.
+//! Kernels of the networks' other operations (the convolutions are in [`super::conv`], the
+//! fully connected layers in [`super::linear`]), on channel-major (C, H, W) slices.
 //!
 //! Loops run over contiguous rows with the weight hoisted, the shape compilers autovectorise.
-//! Slices come from the gate's scratch, sized by the validated plan; every access still goes
-//! through `get` or iterators, so a mismatch yields `Error::Inconsistent`, never a panic.
+//! Slices come from the gate's scratch, sized by the plan; every access still goes through
+//! `get` or iterators, so a mismatch yields `Error::Inconsistent`, never a panic.
 
 use flowgate_shared::Dims;
 
-use super::weights::Weights;
 use crate::error::{Error, Result};
 
 pub(super) fn plane_mut(data: &mut [f32], index: usize, len: usize) -> Result<&mut [f32]> {
@@ -20,18 +19,14 @@ pub(super) fn plane(data: &[f32], index: usize, len: usize) -> Result<&[f32]> {
         .ok_or(Error::Inconsistent)
 }
 
-/// Fully connected: `output[o] = bias[o] + sum_j weight[o, j] * input[j]`.
-pub fn linear(input: &[f32], output: &mut [f32], weight: Weights<'_>, bias: Weights<'_>) {
-    for (o, out) in output.iter_mut().enumerate() {
-        *out = weight.dot_row(o, input, bias.get(o));
-    }
-}
-
 /// Per-channel `x * scale[c] + shift[c]`, in place.
-pub fn channel_affine(data: &mut [f32], dims: Dims, scale: Weights<'_>, shift: Weights<'_>) {
+pub fn channel_affine(data: &mut [f32], dims: Dims, scale: &[f32], shift: &[f32]) {
     let plane_len = dims.pixels() as usize;
-    for (c, plane) in data.chunks_exact_mut(plane_len.max(1)).enumerate() {
-        let (a, b) = (scale.get(c), shift.get(c));
+    for ((plane, &a), &b) in data
+        .chunks_exact_mut(plane_len.max(1))
+        .zip(scale)
+        .zip(shift)
+    {
         for x in plane {
             *x = *x * a + b;
         }

@@ -16,9 +16,9 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// The fastest path this CPU runs. x86_64 detects AVX2 and FMA at run time with the `std`
-    /// feature (without it, only when the build enables them, e.g. `-C target-cpu=native`);
-    /// NEON is part of every aarch64 target that has it enabled by default.
+    /// The fastest path this CPU runs. x86_64 detects AVX2 and FMA at run time, with or
+    /// without `std` (CPUID); NEON is part of every aarch64 target that has it enabled by
+    /// default.
     pub fn detect() -> Self {
         if KernelPath::Neon.available() {
             KernelPath::Neon
@@ -57,29 +57,85 @@ impl core::fmt::Display for KernelPath {
     }
 }
 
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
+#[cfg(target_arch = "x86_64")]
 fn avx2_fma_available() -> bool {
-    true
+    if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+        return true;
+    }
+    x86::avx2_fma_detected()
 }
 
-// The std detection caches its answer, so asking per kernel call costs an atomic load.
-#[cfg(all(
-    target_arch = "x86_64",
-    feature = "std",
-    not(all(target_feature = "avx2", target_feature = "fma"))
-))]
-fn avx2_fma_available() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-}
-
-#[cfg(not(all(
-    target_arch = "x86_64",
-    any(feature = "std", all(target_feature = "avx2", target_feature = "fma"))
-)))]
+#[cfg(not(target_arch = "x86_64"))]
 fn avx2_fma_available() -> bool {
     false
+}
+
+/// Run-time detection of AVX2 and FMA without `std` (whose `is_x86_feature_detected!` a
+/// no-std build, such as the C library, lacks): CPUID says what the CPU has, XGETBV whether
+/// the operating system saves the 256-bit registers across context switches. The answer is
+/// cached, so asking per kernel call costs an atomic load.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    const UNKNOWN: u8 = 0;
+    const ABSENT: u8 = 1;
+    const PRESENT: u8 = 2;
+    static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    pub(super) fn avx2_fma_detected() -> bool {
+        match DETECTED.load(Ordering::Relaxed) {
+            PRESENT => true,
+            ABSENT => false,
+            _ => {
+                let present = detect();
+                DETECTED.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
+                present
+            }
+        }
+    }
+
+    fn detect() -> bool {
+        use core::arch::x86_64::{__cpuid, __cpuid_count};
+        // Leaf 1: ECX bit 12 FMA, bit 27 OSXSAVE, bit 28 AVX.
+        #[allow(unused_unsafe)] // `__cpuid` is safe in newer Rust, unsafe in older
+        // SAFETY: CPUID exists on every x86_64 CPU.
+        let leaf1 = unsafe { __cpuid(1) };
+        let (fma, osxsave, avx) = (
+            leaf1.ecx & (1 << 12) != 0,
+            leaf1.ecx & (1 << 27) != 0,
+            leaf1.ecx & (1 << 28) != 0,
+        );
+        if !(fma && osxsave && avx) {
+            return false;
+        }
+        // The OS saves XMM (bit 1) and YMM (bit 2) state.
+        // SAFETY: OSXSAVE is set, so XGETBV is available.
+        let xcr0 = unsafe { xgetbv0() };
+        if xcr0 & 0b110 != 0b110 {
+            return false;
+        }
+        #[allow(unused_unsafe)]
+        // SAFETY: as above; leaf 7 exists wherever AVX does.
+        let leaf7 = unsafe { __cpuid_count(7, 0) };
+        leaf7.ebx & (1 << 5) != 0 // AVX2
+    }
+
+    /// # Safety
+    /// The CPU must report OSXSAVE.
+    #[target_feature(enable = "xsave")]
+    unsafe fn xgetbv0() -> u64 {
+        // SAFETY: the caller's.
+        unsafe { core::arch::x86_64::_xgetbv(0) }
+    }
+
+    #[cfg(all(test, feature = "std"))]
+    mod tests {
+        #[test]
+        fn agrees_with_std() {
+            let expected =
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            assert_eq!(super::detect(), expected);
+        }
+    }
 }
