@@ -34,6 +34,32 @@ impl PixelFormat {
     }
 }
 
+/// The range the luma of a [`PixelFormat::Gray8`], [`PixelFormat::Yuyv`] or
+/// [`PixelFormat::Nv12`] frame spans. The gate's models learn from full-range levels (what
+/// image files and `ffmpeg -pix_fmt gray` hold); video pipelines often carry YUV in the
+/// limited ("TV", "studio") range of ITU-R BT.601/709, black at 16 and white at 235. Scored
+/// as they are, such frames look washed out to the model (the committed camera gate rejects
+/// 7% of normal frames given GStreamer's limited-range luma, 0% given RGB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LumaRange {
+    /// 0..=255.
+    #[default]
+    Full,
+    /// 16..=235, expanded to 0..=255 as the gate reads it (values outside are clamped).
+    Limited,
+}
+
+impl LumaRange {
+    /// A luma value in the full range.
+    #[inline]
+    fn expand(self, value: u8) -> f32 {
+        match self {
+            LumaRange::Full => f32::from(value),
+            LumaRange::Limited => ((f32::from(value) - 16.0) * (255.0 / 219.0)).clamp(0.0, 255.0),
+        }
+    }
+}
+
 /// A borrowed camera frame whose buffer is known to hold its declared geometry.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
@@ -42,6 +68,7 @@ pub struct Frame<'a> {
     height: u32,
     stride: usize,
     format: PixelFormat,
+    luma_range: LumaRange,
 }
 
 impl<'a> Frame<'a> {
@@ -82,7 +109,20 @@ impl<'a> Frame<'a> {
             height,
             stride,
             format,
+            luma_range: LumaRange::Full,
         })
+    }
+
+    /// The same frame with its luma in `range` (for the luma formats: gray8, YUYV, NV12;
+    /// colour formats are always read as full-range RGB).
+    pub fn with_luma_range(mut self, range: LumaRange) -> Self {
+        self.luma_range = range;
+        self
+    }
+
+    /// The range of the frame's luma.
+    pub fn luma_range(&self) -> LumaRange {
+        self.luma_range
     }
 
     /// A tightly packed frame (stride = one row).
@@ -123,22 +163,27 @@ impl<'a> Frame<'a> {
         self.data.get(start..start + len).unwrap_or(&[])
     }
 
-    /// Pixel `x` of `row` as (R, G, B); luma-only formats give gray.
+    /// Pixel `x` of `row` as (R, G, B); luma-only formats give gray (in the full range,
+    /// rounded).
     #[inline]
     pub fn rgb(&self, row: &[u8], x: usize) -> [u8; 3] {
         let at = |i: usize| row.get(i).copied().unwrap_or(0);
+        let gray = |i: usize| {
+            let value = self.luma_range.expand(at(i));
+            [libm::roundf(value) as u8; 3]
+        };
         match self.format {
-            PixelFormat::Gray8 | PixelFormat::Nv12 => [at(x); 3],
-            PixelFormat::Yuyv => [at(2 * x); 3],
+            PixelFormat::Gray8 | PixelFormat::Nv12 => gray(x),
+            PixelFormat::Yuyv => gray(2 * x),
             PixelFormat::Rgb8 => [at(3 * x), at(3 * x + 1), at(3 * x + 2)],
             PixelFormat::Bgr8 => [at(3 * x + 2), at(3 * x + 1), at(3 * x)],
         }
     }
 
-    /// Pixel `x` of `row` as luma (ITU-R BT.601 weights for colour formats).
+    /// Pixel `x` of `row` as full-range luma (ITU-R BT.601 weights for colour formats).
     #[inline]
     pub fn luma(&self, row: &[u8], x: usize) -> f32 {
-        let at = |i: usize| f32::from(row.get(i).copied().unwrap_or(0));
+        let at = |i: usize| self.luma_range.expand(row.get(i).copied().unwrap_or(0));
         match self.format {
             PixelFormat::Gray8 | PixelFormat::Nv12 => at(x),
             PixelFormat::Yuyv => at(2 * x),

@@ -26,7 +26,7 @@ pub mod plan;
 pub mod preprocess;
 
 pub use error::{Error, FrameError, Result};
-pub use frame::{Frame, PixelFormat};
+pub use frame::{Frame, LumaRange, PixelFormat};
 pub use gate::{Decision, Fault, Gate, Verdict};
 pub use limits::{Limit, Limits};
 pub use plan::{PlanSizes, Step};

@@ -132,7 +132,9 @@ impl LogitTable {
             // An integer level: the cast to u8 (saturating) and back gives the value itself.
             let level = *value as u8;
             let entry = if f32::from(level) == *value {
-                self.y.get(usize::from(level)).zip(self.log_det.get(usize::from(level)))
+                self.y
+                    .get(usize::from(level))
+                    .zip(self.log_det.get(usize::from(level)))
             } else {
                 None
             };

@@ -17,7 +17,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use flowgate_edge::kernels::KernelPath;
-use flowgate_edge::{Decision, Frame, Gate, PixelFormat, Verdict};
+use flowgate_edge::{Decision, Frame, Gate, LumaRange, PixelFormat, Verdict};
 use flowgate_shared::example::tiny_model;
 use flowgate_shared::{
     ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, FlowLayer, InputSpec,
@@ -1581,6 +1581,45 @@ fn block_constant_frame_resizes_exactly() {
         let direct = score_frame(&gate, &small, 4, 4, PixelFormat::Gray8);
         let resized = score_frame(&gate, &large, 8, 8, PixelFormat::Gray8);
         assert_eq!(direct, resized, "the 8x8 frame of 2x2 blocks of {small:?}");
+    }
+}
+
+#[test]
+fn limited_range_luma_is_expanded_to_full_range() {
+    let bytes = encode(&tiny_model()).expect("encodes");
+    let gate = Gate::new(&bytes).expect("loads");
+    let mut scratch = vec![0f32; gate.scratch_len()];
+    let mut rng = Rng(43);
+    for _ in 0..20 {
+        // Studio-range luma 16..=235 (and a few values outside, which clamp).
+        let limited: Vec<u8> = (0..16).map(|_| rng.level()).collect();
+        let full: Vec<u8> = limited
+            .iter()
+            .map(|&v| {
+                ((f64::from(v) - 16.0) * 255.0 / 219.0)
+                    .clamp(0.0, 255.0)
+                    .round() as u8
+            })
+            .collect();
+        let expected = score_frame(&gate, &full, 4, 4, PixelFormat::Gray8);
+        // NV12 and YUYV luma the same way; NV12 here holds only its luma plane.
+        let yuyv: Vec<u8> = limited.iter().flat_map(|&y| [y, 128]).collect();
+        for (data, format) in [
+            (&limited, PixelFormat::Gray8),
+            (&limited, PixelFormat::Nv12),
+            (&yuyv, PixelFormat::Yuyv),
+        ] {
+            let frame = Frame::packed(data, 4, 4, format)
+                .expect("a valid frame")
+                .with_luma_range(LumaRange::Limited);
+            let verdict = gate.score(&frame, &mut scratch).expect("scores");
+            assert_eq!(verdict, expected, "{format:?} {limited:?}");
+        }
+        // Full range (the default) reads the values as they are.
+        let as_is = score_frame(&gate, &limited, 4, 4, PixelFormat::Gray8);
+        if limited != full {
+            assert_ne!(as_is.log_likelihood, expected.log_likelihood);
+        }
     }
 }
 

@@ -182,7 +182,8 @@ size_t fg_gate_scratch_len(const fg_gate *gate);
 /**
  * Scores one frame: resizes it to the model's input (area averaging, unless the model
  * forbids resizing), converts it (luma, or RGB for a colour model), runs the flow and
- * compares the OOD score with the model's threshold. Allocates nothing.
+ * compares the OOD score with the model's threshold. Allocates nothing. Luma formats are
+ * read as full range (`fg_gate_score_range` takes limited-range video).
  *
  * The frame is `height` rows of `width` pixels in `format`, row `y` starting at
  * `pixels + y * stride` (for YUYV a row holds `2 * width` bytes, for RGB8/BGR8
@@ -207,6 +208,25 @@ fg_status fg_gate_score(const fg_gate *gate,
                         float *scratch,
                         size_t scratch_len,
                         fg_verdict *out);
+
+/**
+ * `fg_gate_score` for luma that spans `luma_range` (an `fg_luma_range` value; any other is
+ * `FG_STATUS_INVALID_ARGUMENT`). Colour formats are always read as full-range RGB.
+ *
+ * # Safety
+ *
+ * As for `fg_gate_score`.
+ */
+fg_status fg_gate_score_range(const fg_gate *gate,
+                              const uint8_t *pixels,
+                              uint32_t width,
+                              uint32_t height,
+                              size_t stride,
+                              int32_t format,
+                              int32_t luma_range,
+                              float *scratch,
+                              size_t scratch_len,
+                              fg_verdict *out);
 
 /**
  * A static, NUL-terminated English description of an `fg_status` value; never NULL (a

@@ -32,7 +32,9 @@ use core::panic::AssertUnwindSafe;
 use core::ptr;
 use std::panic::catch_unwind;
 
-use flowgate_edge::{Decision, Error, Fault, Frame, FrameError, Gate, PixelFormat, Verdict};
+use flowgate_edge::{
+    Decision, Error, Fault, Frame, FrameError, Gate, LumaRange, PixelFormat, Verdict,
+};
 
 /// What a call did: `FG_STATUS_OK`, or why it failed.
 #[repr(C)]
@@ -107,6 +109,18 @@ pub struct fg_verdict {
     /// An `fg_fault`: `FG_FAULT_NONE`, or why the frame was rejected whatever its score
     /// (the gate fails closed).
     pub fault: i32,
+}
+
+/// The range of a luma frame's values (gray8, YUYV, NV12), for `fg_gate_score_range`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum fg_luma_range {
+    /// 0..255: what image files and `ffmpeg -pix_fmt gray` hold; `fg_gate_score` assumes it.
+    Full = 0,
+    /// 16..235, the "TV" range most YUV video carries (V4L2 cameras, GStreamer's I420, NV12,
+    /// YUY2): the gate expands it to full range before scoring.
+    Limited = 1,
 }
 
 /// Why a frame was rejected whatever its score said (`fg_verdict.fault`).
@@ -254,7 +268,8 @@ pub unsafe extern "C" fn fg_gate_scratch_len(gate: *const fg_gate) -> usize {
 
 /// Scores one frame: resizes it to the model's input (area averaging, unless the model
 /// forbids resizing), converts it (luma, or RGB for a colour model), runs the flow and
-/// compares the OOD score with the model's threshold. Allocates nothing.
+/// compares the OOD score with the model's threshold. Allocates nothing. Luma formats are
+/// read as full range (`fg_gate_score_range` takes limited-range video).
 ///
 /// The frame is `height` rows of `width` pixels in `format`, row `y` starting at
 /// `pixels + y * stride` (for YUYV a row holds `2 * width` bytes, for RGB8/BGR8
@@ -282,6 +297,43 @@ pub unsafe extern "C" fn fg_gate_score(
     scratch_len: usize,
     out: *mut fg_verdict,
 ) -> fg_status {
+    // SAFETY: the caller's guarantees are this function's.
+    unsafe {
+        fg_gate_score_range(
+            gate,
+            pixels,
+            width,
+            height,
+            stride,
+            format,
+            fg_luma_range::Full as i32,
+            scratch,
+            scratch_len,
+            out,
+        )
+    }
+}
+
+/// `fg_gate_score` for luma that spans `luma_range` (an `fg_luma_range` value; any other is
+/// `FG_STATUS_INVALID_ARGUMENT`). Colour formats are always read as full-range RGB.
+///
+/// # Safety
+///
+/// As for `fg_gate_score`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn fg_gate_score_range(
+    gate: *const fg_gate,
+    pixels: *const u8,
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: i32,
+    luma_range: i32,
+    scratch: *mut f32,
+    scratch_len: usize,
+    out: *mut fg_verdict,
+) -> fg_status {
     guard(|| {
         // SAFETY: the caller guarantees `gate` is NULL or a live gate.
         let Some(gate) = (unsafe { gate.as_ref() }) else {
@@ -296,7 +348,8 @@ pub unsafe extern "C" fn fg_gate_score(
         if scratch_len > isize::MAX as usize / size_of::<f32>() {
             return fg_status::InvalidArgument;
         }
-        let Some(format) = pixel_format(format) else {
+        let (Some(format), Some(luma_range)) = (pixel_format(format), luma_range_of(luma_range))
+        else {
             return fg_status::InvalidArgument;
         };
         let len = match frame_bytes(width, height, stride, format) {
@@ -312,7 +365,7 @@ pub unsafe extern "C" fn fg_gate_score(
         // we use; the pointer is non-null and aligned (checked above).
         let scratch = unsafe { core::slice::from_raw_parts_mut(scratch, scratch_len) };
         let frame = match Frame::new(data, width, height, stride, format) {
-            Ok(frame) => frame,
+            Ok(frame) => frame.with_luma_range(luma_range),
             Err(error) => return status_of(&Error::Frame(error)),
         };
         match gate.gate.score(&frame, scratch) {
@@ -435,6 +488,17 @@ impl From<Verdict> for fg_verdict {
                 Some(_) => fg_fault::NonFiniteScore as i32,
             },
         }
+    }
+}
+
+/// The runtime's luma range for an `fg_luma_range` value; `None` for any other value.
+pub fn luma_range_of(range: i32) -> Option<LumaRange> {
+    const FULL: i32 = fg_luma_range::Full as i32;
+    const LIMITED: i32 = fg_luma_range::Limited as i32;
+    match range {
+        FULL => Some(LumaRange::Full),
+        LIMITED => Some(LumaRange::Limited),
+        _ => None,
     }
 }
 

@@ -7,8 +7,8 @@ use std::ptr;
 use flowgate_edge::{Frame, Gate};
 use flowgate_gate::{
     fg_default_limits, fg_fault, fg_gate, fg_gate_free, fg_gate_new, fg_gate_new_with_limits,
-    fg_gate_score, fg_gate_scratch_len, fg_limits, fg_pixel_format, fg_status, fg_status_message,
-    fg_verdict, pixel_format,
+    fg_gate_score, fg_gate_score_range, fg_gate_scratch_len, fg_limits, fg_luma_range,
+    fg_pixel_format, fg_status, fg_status_message, fg_verdict, pixel_format,
 };
 use flowgate_shared::example::tiny_model;
 use flowgate_shared::{Model, Resize, encode};
@@ -547,4 +547,52 @@ fn a_non_finite_score_is_a_rejection_with_a_fault() {
         }
     }
     assert!(faults > 0, "the hostile model should overflow");
+}
+
+#[test]
+fn limited_range_luma_scores_as_the_rust_gate_reads_it() {
+    let bytes = tiny_file();
+    let handle = Handle::new(&bytes).unwrap();
+    let gate = Gate::new(&bytes).unwrap();
+    let mut scratch = vec![0f32; handle.scratch_len()];
+    let mut rust_scratch = vec![0f32; gate.scratch_len()];
+    let pixels = pattern(16, 5);
+    let score = |range: i32, scratch: &mut [f32]| {
+        let mut verdict = NO_VERDICT;
+        // SAFETY: a live gate and valid buffers.
+        let status = unsafe {
+            fg_gate_score_range(
+                handle.0,
+                pixels.as_ptr(),
+                4,
+                4,
+                4,
+                fg_pixel_format::Gray8 as i32,
+                range,
+                scratch.as_mut_ptr(),
+                scratch.len(),
+                &mut verdict,
+            )
+        };
+        (status, verdict)
+    };
+    let frame = Frame::new(&pixels, 4, 4, 4, flowgate_edge::PixelFormat::Gray8)
+        .unwrap()
+        .with_luma_range(flowgate_edge::LumaRange::Limited);
+    let expected = fg_verdict::from(gate.score(&frame, &mut rust_scratch).unwrap());
+    assert_eq!(
+        score(fg_luma_range::Limited as i32, &mut scratch),
+        (fg_status::Ok, expected)
+    );
+    // Full range is what fg_gate_score does.
+    let full = handle
+        .score(&pixels, 4, 4, 4, fg_pixel_format::Gray8, &mut scratch)
+        .unwrap();
+    assert_eq!(
+        score(fg_luma_range::Full as i32, &mut scratch),
+        (fg_status::Ok, full)
+    );
+    assert_ne!(full, expected);
+    assert_eq!(score(2, &mut scratch).0, fg_status::InvalidArgument);
+    assert_eq!(score(-1, &mut scratch).0, fg_status::InvalidArgument);
 }

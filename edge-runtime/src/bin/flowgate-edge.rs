@@ -14,7 +14,7 @@ use flowgate_edge::io::idx::{self, ImageStream};
 use flowgate_edge::io::image::{self, EXTENSIONS};
 use flowgate_edge::io::raw::{RawFrames, RawGeometry, parse_size};
 use flowgate_edge::kernels::KernelPath;
-use flowgate_edge::{Decision, Fault, Frame, Gate, Limits, PixelFormat, Verdict};
+use flowgate_edge::{Decision, Fault, Frame, Gate, Limits, LumaRange, PixelFormat, Verdict};
 use flowgate_shared::board::BoardConfig;
 use flowgate_shared::{FlowLayer, Mask, Resize};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -123,6 +123,14 @@ struct InputArgs {
     #[arg(long, value_enum, value_name = "FORMAT", requires = "raw")]
     pixel: Option<PixelArg>,
 
+    /// Range of the raw frames' luma (gray8, yuyv, nv12): `full` (0-255, as image files and
+    /// ffmpeg's gray hold it) or `limited` (16-235, the "TV" range most YUV video carries:
+    /// camera pipes, GStreamer's I420/NV12/YUY2), which the gate expands to full range
+    /// before scoring. Models learn from full-range levels: limited-range luma read as full
+    /// looks washed out to them.
+    #[arg(long, value_enum, value_name = "RANGE", default_value_t = LumaArg::Full, requires = "raw")]
+    luma_range: LumaArg,
+
     /// The convolutions' inner loops: `auto` picks the fastest this CPU runs (AVX2+FMA on
     /// x86_64 where present, NEON on aarch64); `scalar` is the portable reference. All give
     /// the same decisions; bits/dim may differ in the last digits (fused multiply-adds).
@@ -172,6 +180,24 @@ impl LimitArgs {
             limits.max_macs_per_frame = macs;
         }
         Ok((limits, board))
+    }
+}
+
+/// Choices of `--luma-range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LumaArg {
+    /// 0-255.
+    Full,
+    /// 16-235.
+    Limited,
+}
+
+impl From<LumaArg> for LumaRange {
+    fn from(range: LumaArg) -> Self {
+        match range {
+            LumaArg::Full => LumaRange::Full,
+            LumaArg::Limited => LumaRange::Limited,
+        }
     }
 }
 
@@ -364,6 +390,7 @@ enum Input {
         name: String,
         reader: Box<dyn Read>,
         geometry: RawGeometry,
+        luma_range: LumaRange,
     },
 }
 
@@ -447,6 +474,7 @@ fn open_input(args: &InputArgs) -> Result<Input> {
             name,
             reader,
             geometry,
+            luma_range: args.luma_range.into(),
         });
     }
     if is_stdin {
@@ -593,6 +621,7 @@ fn for_each_frame(
             name,
             reader,
             geometry,
+            luma_range,
         } => {
             let label = if name == "-" { "stdin" } else { &name };
             check_uniform_size(gate, label, geometry.width(), geometry.height())?;
@@ -610,7 +639,7 @@ fn for_each_frame(
                 let verdict = geometry
                     .frame(bytes)
                     .map_err(flowgate_edge::Error::from)
-                    .and_then(|view| gate.score(&view, &mut scratch));
+                    .and_then(|view| gate.score(&view.with_luma_range(luma_range), &mut scratch));
                 match verdict {
                     Ok(verdict) => {
                         let scored = Scored {
