@@ -20,6 +20,7 @@ extern crate std;
 #[cfg(feature = "std")]
 pub mod board;
 pub mod bytes;
+pub mod calibration;
 pub mod error;
 #[cfg(feature = "alloc")]
 pub mod example;

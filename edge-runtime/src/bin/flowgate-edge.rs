@@ -3,11 +3,15 @@
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flowgate_edge::cli::alarm::Alarm;
+use flowgate_edge::cli::calibrate::{self, ScoreChoice, recalibrate};
+use flowgate_edge::cli::parallel::score_in_order;
 use flowgate_edge::cli::patient::Patient;
 use flowgate_edge::cli::report::{Format, Report, decision_name};
 use flowgate_edge::io::idx::{self, ImageStream};
@@ -92,6 +96,17 @@ enum Command {
     /// not passed on. Needs a model with a calibrated threshold.
     #[command(after_help = EXIT_STATUS)]
     Gate(GateArgs),
+    /// Sets a new threshold from frames known to be normal, with no trainer: after the camera
+    /// is remounted or the scene changes, point it at a few hundred normal frames.
+    ///
+    /// Scores every frame with the model, sets the threshold at the quantile that rejects
+    /// `--rate` of them (the trainer's definition), and writes the model with that threshold
+    /// to --out (a temporary file renamed into place: a failure leaves no half-written file,
+    /// and --out may be the model itself). Frames the model cannot score (a non-finite
+    /// score) are an error: they are no normal frames. About 1/rate frames or more give a
+    /// meaningful threshold.
+    #[command(after_help = EXIT_STATUS)]
+    Calibrate(CalibrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +154,11 @@ struct InputArgs {
 
     #[command(flatten)]
     limits: LimitArgs,
+
+    /// Score on N threads, one scratch each (folders and idx files; the output keeps the
+    /// input's order). Raw streams are scored as they arrive, on one thread.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 /// What a model may cost: a board's budget, or the defaults, with overrides.
@@ -240,6 +260,24 @@ struct ScoreArgs {
 }
 
 #[derive(Debug, Args)]
+struct CalibrateArgs {
+    #[command(flatten)]
+    input: InputArgs,
+
+    /// The share of normal frames like these to reject (false rejects), in (0, 1).
+    #[arg(long, value_name = "RATE", default_value_t = 0.01)]
+    rate: f64,
+
+    /// The OOD score of the new model.
+    #[arg(long, value_enum, value_name = "SCORE", default_value_t = ScoreChoice::Keep)]
+    score: ScoreChoice,
+
+    /// The recalibrated model file.
+    #[arg(short, long, value_name = "NEW.fgm")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 struct GateArgs {
     #[command(flatten)]
     input: InputArgs,
@@ -247,6 +285,17 @@ struct GateArgs {
     /// Write the accepted frames (or paths, or indices) to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
+
+    /// Raise a stream-level alarm after K consecutive rejected frames and clear it after K
+    /// consecutive accepted ones (a covered or moved camera is a state, not a frame): one
+    /// JSON line per change on stderr (`{"event":"alarm"|"clear","source":..,"frame":N,
+    /// "since":M}`) and in --events.
+    #[arg(long, value_name = "K")]
+    confirm: Option<NonZeroU32>,
+
+    /// Append the alarm's events (see --confirm) to FILE as JSON lines, flushed at once.
+    #[arg(long, value_name = "FILE", requires = "confirm")]
+    events: Option<PathBuf>,
 
     /// At the end, one line on stderr with the counts: frames scored, passed on, held back,
     /// and inputs that could not be read (also printed when the run ends on an error).
@@ -309,6 +358,7 @@ fn run(cli: Cli, console: &mut Console) -> Result<()> {
         Command::Inspect { model, limits } => inspect(&model, &limits),
         Command::Score(args) => score(&args, console),
         Command::Gate(args) => gate(&args, console),
+        Command::Calibrate(args) => calibrate(&args, console),
     }
 }
 
@@ -525,45 +575,46 @@ fn check_uniform_size(gate: &Gate<'_>, source: &str, width: u32, height: u32) ->
     Ok(())
 }
 
-/// Scores every frame of `input` with one scratch buffer and hands each verdict to `visit`.
-/// Inputs that cannot be read or scored go to `console` and are skipped; errors from
-/// `visit` (writing the output) are fatal.
+/// Frames scored per thread per batch: enough to keep the threads busy, little memory.
+const BATCH_PER_THREAD: usize = 32;
+
+/// Scores every frame of `input` on `threads` threads (one scratch each; one for raw
+/// streams) and hands each verdict, in input order, to `visit`. Inputs that cannot be read
+/// or scored go to `console` and are skipped; errors from `visit` (writing the output) are
+/// fatal.
 fn for_each_frame(
     gate: &Gate<'_>,
     input: Input,
+    threads: usize,
     console: &mut Console,
     mut visit: impl FnMut(Scored<'_>, &mut Console) -> Result<()>,
 ) -> Result<()> {
-    let mut scratch = vec![0f32; gate.scratch_len()];
+    let threads = threads.max(1);
+    let mut scratches = vec![vec![0f32; gate.scratch_len()]; threads];
     let channels = gate.model().input.channels;
     match input {
         Input::Images(paths) => {
             console.start(paths.len());
-            for path in &paths {
-                let source = path.display().to_string();
-                // The image errors name the file; the gate's do not.
-                let verdict = image::read_image(path, channels)
-                    .map_err(|error| error.to_string())
-                    .and_then(|image| {
-                        image
-                            .frame()
-                            .map_err(flowgate_edge::Error::from)
-                            .and_then(|frame| gate.score(&frame, &mut scratch))
-                            .map_err(|error| format!("{source}: {error}"))
-                    });
-                match verdict {
-                    Ok(verdict) => {
-                        let scored = Scored {
-                            source: &source,
-                            frame: 0,
-                            verdict,
-                            origin: Origin::Image(path),
-                        };
-                        visit(scored, console)?;
+            for batch in paths.chunks(BATCH_PER_THREAD * threads) {
+                let verdicts = score_in_order(batch, &mut scratches, |path, scratch| {
+                    score_image(gate, path, channels, scratch)
+                });
+                for (path, verdict) in batch.iter().zip(verdicts) {
+                    match verdict {
+                        Ok(verdict) => {
+                            let source = path.display().to_string();
+                            let scored = Scored {
+                                source: &source,
+                                frame: 0,
+                                verdict,
+                                origin: Origin::Image(path),
+                            };
+                            visit(scored, console)?;
+                        }
+                        Err(error) => console.fail(error),
                     }
-                    Err(error) => console.fail(error),
+                    console.tick();
                 }
-                console.tick();
             }
         }
         Input::Idx(path) => {
@@ -588,33 +639,53 @@ fn for_each_frame(
             let (width, height) = (size(images.cols())?, size(images.rows())?);
             check_uniform_size(gate, &source, width, height)?;
             console.start(images.count());
-            let mut buffer = Vec::new();
-            for index in 0.. {
-                let pixels = match images.next_image(&mut buffer) {
-                    Ok(Some(pixels)) => pixels,
-                    Ok(None) => break,
-                    Err(error) => {
-                        console.fail(error);
-                        break;
+            let mut batch: Vec<Vec<u8>> = vec![Vec::new(); BATCH_PER_THREAD * threads];
+            let mut first = 0u64;
+            let mut failure = None;
+            while failure.is_none() {
+                // Read the next batch (a read error ends the file after what was read).
+                let mut filled = 0;
+                for buffer in batch.iter_mut() {
+                    match images.next_image(buffer) {
+                        Ok(Some(_)) => filled += 1,
+                        Ok(None) => break,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
                     }
-                };
-                let frame = index as u64;
-                let verdict = Frame::packed(pixels, width, height, PixelFormat::Gray8)
-                    .map_err(flowgate_edge::Error::from)
-                    .and_then(|frame| gate.score(&frame, &mut scratch));
-                match verdict {
-                    Ok(verdict) => {
-                        let scored = Scored {
-                            source: &source,
-                            frame,
-                            verdict,
-                            origin: Origin::Idx,
-                        };
-                        visit(scored, console)?;
-                    }
-                    Err(error) => console.fail(format!("{source}: frame {frame}: {error}")),
                 }
-                console.tick();
+                if filled == 0 {
+                    break;
+                }
+                let pixels = batch.get(..filled).unwrap_or_default();
+                let verdicts = score_in_order(pixels, &mut scratches, |pixels, scratch| {
+                    Frame::packed(pixels, width, height, PixelFormat::Gray8)
+                        .map_err(flowgate_edge::Error::from)
+                        .and_then(|frame| gate.score(&frame, scratch))
+                });
+                for (frame, verdict) in (first..).zip(verdicts) {
+                    match verdict {
+                        Ok(verdict) => {
+                            let scored = Scored {
+                                source: &source,
+                                frame,
+                                verdict,
+                                origin: Origin::Idx,
+                            };
+                            visit(scored, console)?;
+                        }
+                        Err(error) => console.fail(format!("{source}: frame {frame}: {error}")),
+                    }
+                    console.tick();
+                }
+                first += filled as u64;
+                if filled < batch.len() {
+                    break;
+                }
+            }
+            if let Some(error) = failure {
+                console.fail(error);
             }
         }
         Input::Raw {
@@ -623,6 +694,7 @@ fn for_each_frame(
             geometry,
             luma_range,
         } => {
+            let scratch = scratches.first_mut().ok_or_else(|| anyhow!("no scratch"))?;
             let label = if name == "-" { "stdin" } else { &name };
             check_uniform_size(gate, label, geometry.width(), geometry.height())?;
             let mut frames = RawFrames::new(reader, geometry);
@@ -639,7 +711,7 @@ fn for_each_frame(
                 let verdict = geometry
                     .frame(bytes)
                     .map_err(flowgate_edge::Error::from)
-                    .and_then(|view| gate.score(&view.with_luma_range(luma_range), &mut scratch));
+                    .and_then(|view| gate.score(&view.with_luma_range(luma_range), scratch));
                 match verdict {
                     Ok(verdict) => {
                         let scored = Scored {
@@ -656,6 +728,21 @@ fn for_each_frame(
         }
     }
     Ok(())
+}
+
+/// Reads, decodes and scores one image file; the error names the file.
+fn score_image(
+    gate: &Gate<'_>,
+    path: &Path,
+    channels: u32,
+    scratch: &mut [f32],
+) -> std::result::Result<Verdict, String> {
+    let image = image::read_image(path, channels).map_err(|error| error.to_string())?;
+    image
+        .frame()
+        .map_err(flowgate_edge::Error::from)
+        .and_then(|frame| gate.score(&frame, scratch))
+        .map_err(|error| format!("{}: {error}", path.display()))
 }
 
 /// The output: a file (`--out`) or stdout, buffered, waiting out a non-blocking stdout
@@ -680,7 +767,8 @@ fn score(args: &ScoreArgs, console: &mut Console) -> Result<()> {
     let out_name = output_name(args.out.as_deref());
     let mut report = Report::new(open_output(args.out.as_deref())?, args.format)
         .with_context(|| format!("cannot write {out_name}"))?;
-    for_each_frame(&gate, input, console, |scored, _| {
+    let threads = usize::from(args.input.threads);
+    for_each_frame(&gate, input, threads, console, |scored, _| {
         report
             .row(scored.source, scored.frame, &scored.verdict)
             .and_then(|()| if live { report.flush() } else { Ok(()) })
@@ -713,9 +801,34 @@ fn gate(args: &GateArgs, console: &mut Console) -> Result<()> {
     let out_name = output_name(args.out.as_deref());
     let mut out = open_output(args.out.as_deref())?;
     let mut counts = GateCounts::default();
-    let result = for_each_frame(&gate, input, console, |scored, console| {
+    let mut alarm = args.confirm.map(Alarm::new);
+    let mut events = match &args.events {
+        Some(path) => Some(BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("{}: cannot open", path.display()))?,
+        )),
+        None => None,
+    };
+    let threads = usize::from(args.input.threads);
+    let result = for_each_frame(&gate, input, threads, console, |scored, console| {
         counts.scored += 1;
-        if scored.verdict.decision == Some(Decision::Reject) {
+        let rejected = scored.verdict.decision == Some(Decision::Reject);
+        if let Some(event) = alarm
+            .as_mut()
+            .and_then(|alarm| alarm.observe(counts.scored - 1, rejected))
+        {
+            let line = event.to_json(scored.source);
+            console.note(&line);
+            if let (Some(events), Some(path)) = (events.as_mut(), args.events.as_ref()) {
+                writeln!(events, "{line}")
+                    .and_then(|()| events.flush())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        if rejected {
             counts.rejected += 1;
             match scored.verdict.fault {
                 Some(fault) => console.note(format_args!(
@@ -753,6 +866,68 @@ fn gate(args: &GateArgs, console: &mut Console) -> Result<()> {
         ));
     }
     result
+}
+
+fn calibrate(args: &CalibrateArgs, console: &mut Console) -> Result<()> {
+    let model_path = &args.input.model;
+    let (limits, _) = args.input.limits.limits()?;
+    let model = read_model(model_path, limits.max_memory_bytes)?;
+    let gate = load_scoring_gate(&args.input, &model, limits)?;
+    let input = open_input(&args.input)?;
+    let mut bits_per_dim = Vec::new();
+    let threads = usize::from(args.input.threads);
+    console.allow_bar(Some(&args.out));
+    for_each_frame(&gate, input, threads, console, |scored, _| {
+        bits_per_dim.push(scored.verdict.bits_per_dim);
+        Ok(())
+    })?;
+    if console.failed > 0 {
+        bail!(
+            "{} inputs could not be read or scored (reported above): calibrate only on frames that all score",
+            console.failed
+        );
+    }
+    let input_name = args.input.input.display().to_string();
+    let note = calibrate::note(&input_name, args.rate, bits_per_dim.len());
+    let done = recalibrate(gate.model(), &bits_per_dim, args.score, args.rate, &note)
+        .with_context(|| format!("{input_name}: cannot calibrate"))?;
+    write_atomically(&args.out, &done.file)?;
+    console.note(format_args!(
+        "flowgate-edge calibrate: {} frames: threshold {} on {:?}, {} of them above it ({:.2}%, target {:.2}%); wrote {}",
+        done.frames,
+        done.threshold,
+        done.score,
+        done.above,
+        100.0 * done.above as f64 / done.frames as f64,
+        100.0 * args.rate,
+        args.out.display()
+    ));
+    if (done.frames as f64) * args.rate < 1.0 {
+        console.note(format_args!(
+            "flowgate-edge calibrate: warning: {} frames at rate {} leave less than one frame above the threshold; use {} or more for a meaningful one",
+            done.frames,
+            args.rate,
+            (1.0 / args.rate).ceil()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file in `path`'s folder and renames it over `path`: a
+/// crash, a full disk or a kill leaves the old file whole.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let folder = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(folder)
+        .with_context(|| format!("{}: cannot create a temporary file", folder.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// What `gate` did with the frames it scored.

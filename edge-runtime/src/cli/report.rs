@@ -99,7 +99,8 @@ fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn json_string(text: &str) -> std::string::String {
+/// `text` as a JSON string literal.
+pub fn json_string(text: &str) -> std::string::String {
     use core::fmt::Write as _;
     let mut out = std::string::String::with_capacity(text.len() + 2);
     out.push('"');
