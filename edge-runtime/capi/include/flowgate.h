@@ -73,6 +73,64 @@ typedef enum {
 } fg_status;
 
 /**
+ * How pixels are laid out in a frame buffer. Functions take these values as `int32_t`, so
+ * a value outside the list is `FG_STATUS_INVALID_ARGUMENT`, not undefined behaviour.
+ */
+typedef enum {
+  /**
+   * One byte of luma per pixel.
+   */
+  FG_PIXEL_FORMAT_GRAY8 = 0,
+  /**
+   * Three bytes per pixel: red, green, blue.
+   */
+  FG_PIXEL_FORMAT_RGB8 = 1,
+  /**
+   * Three bytes per pixel: blue, green, red (OpenCV's order).
+   */
+  FG_PIXEL_FORMAT_BGR8 = 2,
+  /**
+   * Packed 4:2:2, `Y0 U Y1 V` per two pixels (even width); the gate reads the luma.
+   */
+  FG_PIXEL_FORMAT_YUYV = 3,
+  /**
+   * Planar 4:2:0 with the luma plane first; the gate reads only the luma plane, so the
+   * buffer need not hold the chroma plane.
+   */
+  FG_PIXEL_FORMAT_NV12 = 4,
+} fg_pixel_format;
+
+/**
+ * The range of a luma frame's values (gray8, YUYV, NV12), for `fg_gate_score_range`.
+ */
+typedef enum {
+  /**
+   * 0..255: what image files and `ffmpeg -pix_fmt gray` hold; `fg_gate_score` assumes it.
+   */
+  FG_LUMA_RANGE_FULL = 0,
+  /**
+   * 16..235, the "TV" range most YUV video carries (V4L2 cameras, GStreamer's I420, NV12,
+   * YUY2): the gate expands it to full range before scoring.
+   */
+  FG_LUMA_RANGE_LIMITED = 1,
+} fg_luma_range;
+
+/**
+ * Why a frame was rejected whatever its score said (`fg_verdict.fault`).
+ */
+typedef enum {
+  /**
+   * The score was compared with the threshold as usual.
+   */
+  FG_FAULT_NONE = 0,
+  /**
+   * The log-likelihood or score came out NaN or infinite (an overflow inside the flow:
+   * a broken or hostile model); the frame is rejected.
+   */
+  FG_FAULT_NON_FINITE_SCORE = 1,
+} fg_fault;
+
+/**
  * A loaded model, ready to score frames. Opaque to C: create it with `fg_gate_new`, release
  * it with `fg_gate_free`.
  */
