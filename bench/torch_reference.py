@@ -5,8 +5,9 @@ Builds, from the same TOML config (`configs/*.toml`), the same flow that
 `trainer/src/flows/mod.rs` builds in burn -- layer for layer, mask for mask, parameter for
 parameter -- and trains it the way `trainer/src/training.rs` does:
 
-* batches of Fashion-MNIST train levels (the last `data.validation` images held out), in
-  flowgate's order (the same seeded SplitMix64 Fisher-Yates permutation per epoch);
+* batches of Fashion-MNIST train levels (the last `data.validation` images held out), in a
+  seeded SplitMix64 Fisher-Yates permutation per epoch (flowgate's former order; the
+  trainer now draws its own from rand's StdRng, which does not change a step's cost);
 * uniform dequantisation noise, the logit preprocessing with its log-determinant and the
   `-D ln 256` bin width;
 * loss = mean negative log-likelihood (nats per image);
@@ -414,7 +415,7 @@ MASK64 = (1 << 64) - 1
 
 
 def permutation(count: int, seed: int) -> np.ndarray:
-    """`training::permutation`: Fisher-Yates driven by a SplitMix64 stream."""
+    """Fisher-Yates driven by a SplitMix64 stream (flowgate's former `training::permutation`)."""
     state = seed & MASK64
     order = list(range(count))
     for i in range(count - 1, 0, -1):

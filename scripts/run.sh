@@ -54,10 +54,8 @@ if [[ "${CAMERA_DISTIL:-1}" == 1 ]]; then
   step "teacher: a flow on embeddings (configs/camera-embedding.toml)"
   "$flowgate" train --config configs/camera-embedding.toml --out "$runs/camera-teacher" --resume
   step "the gate: $config distilled from the teacher"
-  # distil starts from scratch (no --resume): clear the previous run's weights.
-  rm -rf "$out"
   "$flowgate" distil --teacher "$runs/camera-teacher" --student-config "configs/$config.toml" \
-    --out "$out" --weight 1 "${steps_flag[@]}"
+    --out "$out" --weight 1 --resume "${steps_flag[@]}"
 else
   step "train $config"
   mkdir -p "$out"

@@ -3,9 +3,8 @@
 //! Every corruption is seeded per frame (the seed and the frame's position in its folder), so
 //! a set is reproducible. Frames keep their size and file name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use image::{GrayImage, Luma, imageops};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -61,11 +60,59 @@ impl Corruption {
     }
 }
 
+/// Why frames could not be corrupted.
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptError {
+    /// A frame smaller than the corruptions need.
+    #[error("a {width}x{height} frame is too small to corrupt (at least 8x8)")]
+    TooSmall {
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+    },
+    /// The JPEG round trip of [`Corruption::Jpeg`] failed.
+    #[error("JPEG at quality 3: {0}")]
+    Jpeg(image::ImageError),
+    /// The input folder could not be listed.
+    #[error(transparent)]
+    List(#[from] flowgate_edge::io::image::ImageError),
+    /// The input folder holds no images.
+    #[error("{}: no image files to corrupt", .0.display())]
+    NoImages(PathBuf),
+    /// Output and input are one folder.
+    #[error("--out must differ from --input: the normal frames would be overwritten")]
+    SameFolder,
+    /// The output folder could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A frame could not be read or encoded.
+    #[error("{}: {source}", path.display())]
+    Image {
+        /// The frame.
+        path: PathBuf,
+        /// Why.
+        source: image::ImageError,
+    },
+    /// A corrupted frame could not be written.
+    #[error(transparent)]
+    Write(#[from] crate::atomic_write::AtomicWriteError),
+}
+
 /// Applies `kind` to a gray frame. `rng` draws the random parts (noise, positions, angles).
-pub fn corrupt(frame: &GrayImage, kind: Corruption, rng: &mut StdRng) -> Result<GrayImage> {
+pub fn corrupt(
+    frame: &GrayImage,
+    kind: Corruption,
+    rng: &mut StdRng,
+) -> Result<GrayImage, CorruptError> {
     let (width, height) = frame.dimensions();
     if width < 8 || height < 8 {
-        bail!("a {width}x{height} frame is too small to corrupt (at least 8x8)");
+        return Err(CorruptError::TooSmall { width, height });
     }
     Ok(match kind {
         Corruption::Black => GrayImage::from_pixel(width, height, Luma([0])),
@@ -73,7 +120,7 @@ pub fn corrupt(frame: &GrayImage, kind: Corruption, rng: &mut StdRng) -> Result<
         Corruption::Grey => GrayImage::from_pixel(width, height, Luma([128])),
         Corruption::Blur => imageops::blur(frame, 0.04 * width as f32),
         Corruption::Noise => {
-            let normal = Normal::new(0.0f32, 40.0).context("noise distribution")?;
+            let normal = fixed_normal(40.0);
             let mut noisy = frame.clone();
             for pixel in noisy.pixels_mut() {
                 let value = f32::from(pixel.0[0]) + normal.sample(rng);
@@ -88,7 +135,7 @@ pub fn corrupt(frame: &GrayImage, kind: Corruption, rng: &mut StdRng) -> Result<
             let x0 = rng.random_range(0..=width - patch_w);
             let y0 = rng.random_range(0..=height - patch_h);
             let shade = rng.random_range(90.0..200.0f32);
-            let texture = Normal::new(0.0f32, 6.0).context("texture distribution")?;
+            let texture = fixed_normal(6.0);
             for y in y0..y0 + patch_h {
                 for x in x0..x0 + patch_w {
                     let value = shade + texture.sample(rng);
@@ -124,9 +171,9 @@ pub fn corrupt(frame: &GrayImage, kind: Corruption, rng: &mut StdRng) -> Result<
             let mut bytes = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 3)
                 .encode_image(frame)
-                .context("JPEG encoding")?;
+                .map_err(CorruptError::Jpeg)?;
             image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-                .context("JPEG decoding")?
+                .map_err(CorruptError::Jpeg)?
                 .into_luma8()
         }
     })
@@ -149,6 +196,11 @@ fn rotate_filling_frame(frame: &GrayImage, angle: f32) -> GrayImage {
     })
 }
 
+/// A zero-mean normal of a fixed, positive `sigma` (which `Normal::new` always accepts).
+fn fixed_normal(sigma: f32) -> Normal<f32> {
+    Normal::new(0.0, sigma).unwrap_or_else(|_| unreachable!("sigma {sigma} is positive"))
+}
+
 fn bilinear(frame: &GrayImage, x: f32, y: f32) -> u8 {
     let (width, height) = frame.dimensions();
     let x = x.clamp(0.0, (width - 1) as f32);
@@ -165,15 +217,23 @@ fn bilinear(frame: &GrayImage, x: f32, y: f32) -> u8 {
 /// Corrupts every image of `input` (a folder) into `out`, as gray PNGs with the same file
 /// stems. Returns how many were written. Existing files in `out` are kept unless replaced by
 /// a frame of the same name.
-pub fn corrupt_folder(input: &Path, out: &Path, kind: Corruption, seed: u64) -> Result<usize> {
+pub fn corrupt_folder(
+    input: &Path,
+    out: &Path,
+    kind: Corruption,
+    seed: u64,
+) -> Result<usize, CorruptError> {
     let files = flowgate_edge::io::image::list_folder(input)?;
     if files.is_empty() {
-        bail!("{}: no image files to corrupt", input.display());
+        return Err(CorruptError::NoImages(input.to_path_buf()));
     }
     if input.canonicalize().ok() == out.canonicalize().ok() {
-        bail!("--out must differ from --input: the normal frames would be overwritten");
+        return Err(CorruptError::SameFolder);
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|source| CorruptError::CreateFolder {
+        path: out.to_path_buf(),
+        source,
+    })?;
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
@@ -181,20 +241,23 @@ pub fn corrupt_folder(input: &Path, out: &Path, kind: Corruption, seed: u64) -> 
     );
     bar.set_message(format!("corrupt {}", kind.name()));
     for (index, file) in files.iter().enumerate() {
-        let frame = image::open(file)
-            .with_context(|| format!("{}: cannot read image", file.display()))?
-            .into_luma8();
+        let image_error = |source| CorruptError::Image {
+            path: file.clone(),
+            source,
+        };
+        let frame = image::open(file).map_err(image_error)?.into_luma8();
         let mut rng =
             StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let corrupted = corrupt(&frame, kind, &mut rng)
-            .with_context(|| format!("{}: {}", file.display(), kind.name()))?;
+        let corrupted = corrupt(&frame, kind, &mut rng)?;
         let stem = file
             .file_stem()
             .map_or_else(|| format!("{index}"), |s| s.to_string_lossy().into_owned());
         let target = out.join(format!("{stem}.png"));
+        let mut png = std::io::Cursor::new(Vec::new());
         corrupted
-            .save(&target)
-            .with_context(|| format!("cannot write {}", target.display()))?;
+            .write_to(&mut png, image::ImageFormat::Png)
+            .map_err(image_error)?;
+        crate::atomic_write::write_bytes(&target, png.get_ref())?;
         bar.inc(1);
     }
     bar.finish_and_clear();

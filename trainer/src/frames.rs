@@ -6,8 +6,73 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// Why frames could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum FramesError {
+    /// The video file is missing.
+    #[error("{}: no such video file", .0.display())]
+    NoVideo(PathBuf),
+    /// `--last` before `--first`.
+    #[error("--last {last} is before --first {first}")]
+    EmptyRange {
+        /// The first frame asked for.
+        first: u64,
+        /// The last.
+        last: u64,
+    },
+    /// Frames already in the output folder.
+    #[error(
+        "{} already holds {existing} frame-*.png files; pass --overwrite to replace them",
+        out.display()
+    )]
+    FramesExist {
+        /// The folder.
+        out: PathBuf,
+        /// Frames in it.
+        existing: usize,
+    },
+    /// ffmpeg is not installed.
+    #[error(
+        "ffmpeg not found: install it (sudo apt-get install ffmpeg; scripts/fetch-data.sh does \
+         on CI)"
+    )]
+    NoFfmpeg,
+    /// ffmpeg failed.
+    #[error("ffmpeg failed on {} ({status}): {stderr}", video.display())]
+    Ffmpeg {
+        /// The video.
+        video: PathBuf,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it said.
+        stderr: String,
+    },
+    /// ffmpeg wrote nothing.
+    #[error("ffmpeg wrote no frames from {} (is --first {first} past the end?)", video.display())]
+    NoFrames {
+        /// The video.
+        video: PathBuf,
+        /// The first frame asked for.
+        first: u64,
+    },
+    /// A folder or a pipe failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = FramesError> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> FramesError {
+    let what = what.into();
+    move |source| FramesError::Io { what, source }
+}
 
 /// What to extract.
 #[derive(Debug, Clone)]
@@ -37,21 +102,24 @@ pub fn frame_file_name(index: u64) -> String {
 /// Extracts the frames and returns how many were written.
 pub fn extract_frames(request: &FrameRequest) -> Result<usize> {
     if !request.video.is_file() {
-        bail!("{}: no such video file", request.video.display());
+        return Err(FramesError::NoVideo(request.video.clone()));
     }
     if let Some(last) = request.last
         && last < request.first
     {
-        bail!("--last {last} is before --first {}", request.first);
+        return Err(FramesError::EmptyRange {
+            first: request.first,
+            last,
+        });
     }
     std::fs::create_dir_all(&request.out)
-        .with_context(|| format!("cannot create {}", request.out.display()))?;
+        .map_err(io(format!("cannot create {}", request.out.display())))?;
     let existing = count_frames(&request.out)?;
     if existing > 0 && !request.overwrite {
-        bail!(
-            "{} already holds {existing} frame-*.png files; pass --overwrite to replace them",
-            request.out.display()
-        );
+        return Err(FramesError::FramesExist {
+            out: request.out.clone(),
+            existing,
+        });
     }
     let selection = match request.last {
         Some(last) => format!("select='between(n\\,{}\\,{last})'", request.first),
@@ -77,10 +145,8 @@ pub fn extract_frames(request: &FrameRequest) -> Result<usize> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| match error.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "ffmpeg not found: install it (sudo apt-get install ffmpeg; scripts/fetch-data.sh does on CI)"
-            ),
-            _ => anyhow::anyhow!("cannot start ffmpeg: {error}"),
+            std::io::ErrorKind::NotFound => FramesError::NoFfmpeg,
+            _ => io("cannot start ffmpeg")(error),
         })?;
     let bar = match request.last {
         Some(last) => ProgressBar::new(last - request.first + 1),
@@ -93,38 +159,39 @@ pub fn extract_frames(request: &FrameRequest) -> Result<usize> {
     bar.set_message(format!("frames of {}", request.video.display()));
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
-            if let Some(count) = line?.strip_prefix("frame=")
+            if let Some(count) = line
+                .map_err(io("reading ffmpeg's progress"))?
+                .strip_prefix("frame=")
                 && let Ok(count) = count.trim().parse::<u64>()
             {
                 bar.set_position(count);
             }
         }
     }
-    let output = child.wait_with_output()?;
+    let output = child.wait_with_output().map_err(io("waiting for ffmpeg"))?;
     bar.finish_and_clear();
     if !output.status.success() {
-        bail!(
-            "ffmpeg failed on {} ({}): {}",
-            request.video.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        return Err(FramesError::Ffmpeg {
+            video: request.video.clone(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
     let written = count_frames(&request.out)?;
     if written == 0 {
-        bail!(
-            "ffmpeg wrote no frames from {} (is --first {} past the end?)",
-            request.video.display(),
-            request.first
-        );
+        return Err(FramesError::NoFrames {
+            video: request.video.clone(),
+            first: request.first,
+        });
     }
     Ok(written)
 }
 
 fn count_frames(dir: &Path) -> Result<usize> {
     let mut count = 0;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let name = entry?.file_name();
+    let listing = format!("cannot list {}", dir.display());
+    for entry in std::fs::read_dir(dir).map_err(io(listing.clone()))? {
+        let name = entry.map_err(io(listing.clone()))?.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("frame-") && name.ends_with(".png") {
             count += 1;

@@ -4,18 +4,20 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use burn::module::Param;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::AdamConfig;
 use burn::prelude::*;
 
 use crate::config::TrainConfig;
-use crate::data::{self, Split};
-use crate::flows::embedding::{ExtractorConfig, Objective, all_flips};
-use crate::flows::preprocess::levels_to_flow_input;
+use crate::data::{self, ImageSet, Split};
+use crate::driver::batches::{Batch, BatchOrder, BatchSource};
+use crate::driver::{self, Objective, Schedule, Start, StepLoss};
+use crate::error::{Error, Result};
+use crate::flows::embedding::{ExtractorConfig, Objective as Pretext, all_flips};
+use crate::flows::preprocess::{Dequantization, levels_to_flow_input};
 use crate::flows::{Architecture, FlowModel};
-use crate::training::{self, ImageSet, batch_indices};
+use crate::seeds::Stream;
 
 /// Images whose embeddings set the standardisation.
 const STANDARDISE_IMAGES: usize = 4096;
@@ -24,7 +26,7 @@ const STANDARDISE_IMAGES: usize = 4096;
 /// without an extractor comes back unchanged. `held_out` reports the pretext accuracy on
 /// images the extractor never saw.
 pub fn pretrain_extractor(
-    mut model: FlowModel,
+    model: FlowModel,
     config: &TrainConfig,
     data_dir: &Path,
     (train_set, held_out): (&ImageSet, &ImageSet),
@@ -35,40 +37,40 @@ pub fn pretrain_extractor(
         return Ok(model);
     };
     let labels = match extractor.objective {
-        Objective::Labels => Some(training_labels(config, data_dir, train_set, held_out)?),
-        Objective::Flips => None,
+        Pretext::Labels => Some(training_labels(config, data_dir, train_set, held_out)?),
+        Pretext::Flips => None,
     };
-    let bar = training::step_bar(
-        extractor.steps,
+    let schedule = Schedule {
+        label: format!("{} extractor", config.name),
+        steps: extractor.steps,
+        lr: extractor.lr,
+        grad_clip: None,
+        validate_every: None,
+        checkpoint_every: None,
         progress,
-        &format!("{} extractor", config.name),
-    );
-    let mut optim: ModuleOptimizer = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    // Its own stream of batches and noise, so the flow's stay those of a pixel flow's run.
-    let seed = config.train.seed ^ 0x5eed_e87a_c70f_0000;
-    for step in 0..extractor.steps {
-        let indices = batch_indices(seed, train_set.count, config.train.batch, step);
-        let levels = train_set.batch(&indices, device);
-        device.seed(seed.wrapping_add(1 + step as u64));
-        let (y, targets) = pretext_batch(extractor, levels, &indices, labels.as_ref())?;
-        let (y, _) = levels_to_flow_input(y, config.model.alpha, true);
-        let Some(net) = &model.extractor else {
-            bail!("the model has no extractor to pretrain");
-        };
-        let count = targets.len();
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [count]), device);
-        let loss = loss_fn.forward(net.logits(y), targets);
-        let loss_value = loss.clone().into_scalar::<f32>();
-        if !loss_value.is_finite() {
-            bail!("the extractor's loss became {loss_value} at step {step}: lower extractor.lr");
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(extractor.lr, model, grads);
-        bar.inc(1);
-        bar.set_message(format!("cross-entropy {loss_value:.3}"));
-    }
-    bar.finish();
+        run: None,
+    };
+    // Its own streams of batches and noise, so the flow's stay those of a pixel flow's run.
+    let source = BatchSource {
+        images: train_set,
+        order: BatchOrder {
+            seed: config.train.seed,
+            stream: Stream::ExtractorBatchOrder,
+            count: train_set.count,
+            batch: config.train.batch,
+        },
+        noise: Stream::ExtractorDequantization,
+        mutation_rate: None,
+    };
+    let mut objective = PretextTask {
+        config,
+        extractor,
+        labels: labels.as_ref(),
+        held_out,
+        loss: CrossEntropyLossConfig::new().init(device),
+    };
+    let start = Start::fresh(model, AdamConfig::new().init());
+    let model = driver::run(&schedule, &source, start, &mut objective, device)?.model;
     let accuracy = pretext_accuracy(&model, config, extractor, held_out, labels.as_ref())?;
     eprintln!(
         "{}: extractor held-out {:?} accuracy {:.1}% ({} images)",
@@ -78,6 +80,65 @@ pub fn pretrain_extractor(
         held_out.count
     );
     standardise(model, train_set, device)
+}
+
+/// The extractor's pretext task: cross-entropy of its classes (labels or flips) on
+/// dequantised training images; held out, its error rate.
+struct PretextTask<'a> {
+    config: &'a TrainConfig,
+    extractor: &'a ExtractorConfig,
+    labels: Option<&'a Labels>,
+    held_out: &'a ImageSet,
+    loss: CrossEntropyLoss,
+}
+
+impl Objective for PretextTask<'_> {
+    fn loss_name(&self) -> &'static str {
+        "extractor's"
+    }
+
+    fn divergence_hint(&self) -> &'static str {
+        "lower extractor.lr"
+    }
+
+    fn loss(&mut self, model: &FlowModel, batch: &mut Batch) -> Result<StepLoss> {
+        let (levels, targets) = pretext_batch(
+            self.extractor,
+            batch.levels.clone(),
+            &batch.indices,
+            self.labels,
+        )?;
+        let noise = batch.noise_like(&levels);
+        let (y, _) = levels_to_flow_input(
+            levels,
+            self.config.model.alpha,
+            Dequantization::Noise(noise),
+        );
+        let net = model
+            .extractor
+            .as_ref()
+            .ok_or(Error::Pretraining("the model has no extractor to pretrain"))?;
+        let count = targets.len();
+        let device = y.device();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [count]), &device);
+        let loss = self.loss.forward(net.logits(y), targets);
+        let value = loss.clone().into_scalar::<f32>();
+        Ok(StepLoss {
+            loss,
+            note: format!("cross-entropy {value:.3}"),
+        })
+    }
+
+    fn held_out(&mut self, model: &FlowModel) -> Result<f64> {
+        let accuracy = pretext_accuracy(
+            model,
+            self.config,
+            self.extractor,
+            self.held_out,
+            self.labels,
+        )?;
+        Ok(1.0 - accuracy)
+    }
 }
 
 /// `model` with its extractor (if any) frozen for training the flow on its embeddings: no
@@ -102,20 +163,17 @@ fn training_labels(
     held_out: &ImageSet,
 ) -> Result<Labels> {
     let Some(dataset) = config.data.dataset.dataset() else {
-        bail!(
-            "extractor.objective = \"labels\" needs a labelled idx dataset; image folders have no \
-             labels: use objective = \"flips\""
-        );
+        return Err(Error::Pretraining(
+            "extractor.objective = \"labels\" needs a labelled idx dataset; image folders have \
+             no labels: use objective = \"flips\"",
+        ));
     };
-    let all = data::load(data_dir, dataset, Split::Train)
-        .with_context(|| format!("loading {dataset} labels"))?
-        .labels;
-    let train = all
-        .get(..train_set.count)
-        .context("fewer labels than images")?;
+    let all = data::load(data_dir, dataset, Split::Train)?.labels;
+    let fewer = || Error::Pretraining("the dataset has fewer labels than images");
+    let train = all.get(..train_set.count).ok_or_else(fewer)?;
     let held = all
         .get(all.len().saturating_sub(held_out.count)..)
-        .context("fewer labels than images")?;
+        .ok_or_else(fewer)?;
     Ok(Labels {
         train: train.to_vec(),
         held_out: held.to_vec(),
@@ -130,16 +188,16 @@ fn pretext_batch(
     labels: Option<&Labels>,
 ) -> Result<(Tensor<4>, Vec<i64>)> {
     match (extractor.objective, labels) {
-        (Objective::Labels, Some(labels)) => {
+        (Pretext::Labels, Some(labels)) => {
             let targets = indices
                 .iter()
                 .map(|&i| labels.train.get(i).map(|&l| i64::from(l)))
                 .collect::<Option<Vec<_>>>()
-                .context("an image without a label")?;
+                .ok_or(Error::Pretraining("an image without a label"))?;
             Ok((levels, targets))
         }
-        (Objective::Flips, _) => Ok(all_flips(levels)),
-        (Objective::Labels, None) => bail!("labels were not loaded"),
+        (Pretext::Flips, _) => Ok(all_flips(levels)),
+        (Pretext::Labels, None) => Err(Error::Pretraining("labels were not loaded")),
     }
 }
 
@@ -161,17 +219,17 @@ fn pretext_accuracy(
     for chunk in all.chunks(256) {
         let levels = held_out.batch(chunk, &device);
         let (levels, targets) = match (extractor.objective, labels) {
-            (Objective::Labels, Some(labels)) => {
+            (Pretext::Labels, Some(labels)) => {
                 let targets = chunk
                     .iter()
                     .map(|&i| labels.held_out.get(i).map(|&l| i64::from(l)))
                     .collect::<Option<Vec<_>>>()
-                    .context("an image without a label")?;
+                    .ok_or(Error::Pretraining("an image without a label"))?;
                 (levels, targets)
             }
             _ => all_flips(levels),
         };
-        let (y, _) = levels_to_flow_input(levels, config.model.alpha, false);
+        let (y, _) = levels_to_flow_input(levels, config.model.alpha, Dequantization::BinCentre);
         let predicted = crate::export::values(net.logits(y).argmax(1).float().reshape([-1]))?;
         right += predicted
             .iter()
@@ -209,7 +267,9 @@ fn standardise(mut model: FlowModel, train_set: &ImageSet, device: &Device) -> R
     let bias = crate::export::values(mean.neg().reshape([-1]))?;
     let log_scale = crate::export::values(std.log().neg().reshape([-1]))?;
     let Some(actnorm) = model.actnorms.first_mut() else {
-        bail!("a flow on embeddings starts with an actnorm");
+        return Err(Error::Pretraining(
+            "a flow on embeddings starts with an actnorm",
+        ));
     };
     let dims = bias.len();
     actnorm.bias = Param::from_tensor(Tensor::from_data(TensorData::new(bias, [dims]), device));

@@ -18,7 +18,7 @@ fn tomls(dir: &Path) -> Vec<PathBuf> {
 
 fn parameters(path: &Path) -> usize {
     let config = TrainConfig::load(path).unwrap_or_else(|e| panic!("{e}"));
-    FlowModel::new(&config.model, &Device::flex())
+    FlowModel::new(&config.model, 0, &Device::flex())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .parameter_count()
 }

@@ -2,7 +2,7 @@
 //! follow the teacher's, and the perturbations and the score-time view behave.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -13,20 +13,13 @@ use flowgate_trainer::distil::{
 };
 use flowgate_trainer::export::{ExportInfo, to_file_bytes};
 use flowgate_trainer::flows::FlowModel;
-use flowgate_trainer::training::{self, Compute, ImageSet, files};
+use flowgate_trainer::training::{self, Compute, ImageSet, RunOptions, files};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-/// Held by every test for its whole run. burn's flex backend keeps one random generator per
-/// process (`Backend::seed` sets it for every thread), so tests training side by side would
-/// draw from each other's seeded streams and `training::train` could not be compared to the
-/// byte (seen once in CI: LAMBDA = 0 gave another model than `train`).
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// The tests run side by side without a lock: the trainer draws everything random from its
+// own seeded generators, never from burn's process-wide one (which, shared by the threads,
+// once made 'LAMBDA = 0 gave another model than train' fail in CI).
 
 fn config(name: &str, channels: usize, steps: usize, extra: &str) -> TrainConfig {
     let text = format!(
@@ -102,16 +95,18 @@ fn run_with(
         calibration_images: 256,
         ..DistilOptions::default()
     };
-    distil::distil(
-        config,
-        teacher(),
-        &options,
-        &data::default_data_dir(),
-        out,
-        false,
-        Compute::Cpu,
-    )
-    .expect("distils")
+    distil::distil(config, teacher(), &options, &run_options(out)).expect("distils")
+}
+
+fn run_options(out: &Path) -> RunOptions {
+    RunOptions {
+        data_dir: data::default_data_dir(),
+        out_dir: out.to_path_buf(),
+        resume: false,
+        progress: false,
+        compute: Compute::Cpu,
+        provenance: "flowgate distil (test)".to_owned(),
+    }
 }
 
 fn exported(model: &FlowModel) -> Vec<u8> {
@@ -120,7 +115,6 @@ fn exported(model: &FlowModel) -> Vec<u8> {
 
 #[test]
 fn weight_zero_is_plain_training_and_the_run_folder_is_trains() {
-    let _serial = serial();
     // Early stopping and checkpoints on, so their plumbing is compared too.
     let student = config("student", 4, 6, "validate_every = 2\ncheckpoint_every = 3");
     let trained_dir = scratch("train");
@@ -146,15 +140,19 @@ fn weight_zero_is_plain_training_and_the_run_folder_is_trains() {
     for file in [
         files::CONFIG,
         files::MODEL,
+        files::EXPORTED_MODEL,
         files::BEST_MODEL,
         files::BEST,
-        files::CHECKPOINT_MODEL,
-        files::CHECKPOINT_OPTIM,
+        &files::checkpoint_model(6),
+        &files::checkpoint_optim(6),
         files::CHECKPOINT_STEP,
         DISTIL_RECORD,
     ] {
         assert!(distilled_dir.join(file).is_file(), "{file} missing");
     }
+    // The checkpoint of step 3 made way for step 6's.
+    assert!(!distilled_dir.join(files::checkpoint_model(3)).exists());
+
     // `eval`, `export` and `calibrate` read a run folder through its config and weights.
     let config = TrainConfig::load(&distilled_dir.join(files::CONFIG)).expect("config loads");
     assert_eq!(config, student);
@@ -181,6 +179,54 @@ fn weight_zero_is_plain_training_and_the_run_folder_is_trains() {
     }
 }
 
+/// `--resume` continues a distillation from its checkpoint to the model of an uninterrupted
+/// run (the teacher's statistics, the perturbations and the held-out pairs are recomputed
+/// identically; the batches, noise and optimiser state are the checkpoint's).
+#[test]
+fn a_resumed_distillation_is_the_uninterrupted_one() {
+    let extra = "validate_every = 2\ncheckpoint_every = 2";
+    let options = DistilOptions {
+        weight: 1.0,
+        warmup: Some(2),
+        calibration_images: 256,
+        ..DistilOptions::default()
+    };
+    let whole_dir = scratch("resume-whole");
+    let (_, whole) = distil::distil(
+        &config("student", 4, 6, extra),
+        teacher(),
+        &options,
+        &run_options(&whole_dir),
+    )
+    .expect("distils");
+    let resumed_dir = scratch("resume-parts");
+    distil::distil(
+        &config("student", 4, 4, extra),
+        teacher(),
+        &options,
+        &run_options(&resumed_dir),
+    )
+    .expect("distils the first 4 steps");
+    let (report, resumed) = distil::distil(
+        &config("student", 4, 6, extra),
+        teacher(),
+        &options,
+        &RunOptions {
+            resume: true,
+            ..run_options(&resumed_dir)
+        },
+    )
+    .expect("resumes");
+    assert_eq!(report.steps_run, 2, "the resumed run redid steps");
+    assert!(
+        exported(&whole) == exported(&resumed),
+        "a distillation resumed at step 4 differs from an uninterrupted one"
+    );
+    for dir in [whole_dir, resumed_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Distils for 40 steps (20 of warm-up) with LAMBDA 2; the distillation term's mean over
 /// the first 5 and the last 10 steps.
 fn follow() -> (f64, f64) {
@@ -202,7 +248,6 @@ fn follow() -> (f64, f64) {
 /// (`scripts/embeddings.sh`).
 #[test]
 fn the_distillation_term_drops() {
-    let _serial = serial();
     let (first, last) = follow();
     assert!(
         last < 0.7 * first,
@@ -212,13 +257,12 @@ fn the_distillation_term_drops() {
 
 #[test]
 fn a_teacher_of_another_input_size_is_refused() {
-    let _serial = serial();
     let dir = scratch("wide-teacher");
     let mut wide = config("wide", 4, 1, "");
     wide.model.height = 24;
     wide.model.width = 32;
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(files::CONFIG), wide.to_toml()).unwrap();
+    std::fs::write(dir.join(files::CONFIG), wide.to_toml().unwrap()).unwrap();
     training::seeded_model(&wide, &Device::flex())
         .unwrap()
         .save_file(dir.join(files::MODEL))
@@ -228,10 +272,7 @@ fn a_teacher_of_another_input_size_is_refused() {
         &config("student", 4, 1, ""),
         &wide_teacher,
         &DistilOptions::default(),
-        &data::default_data_dir(),
-        &scratch("refused"),
-        false,
-        Compute::Cpu,
+        &run_options(&scratch("refused")),
     )
     .unwrap_err()
     .to_string();
@@ -243,7 +284,6 @@ fn a_teacher_of_another_input_size_is_refused() {
 
 #[test]
 fn perturbations_change_the_image_keep_its_size_and_are_seeded() {
-    let _serial = serial();
     let shape = [3, 12, 16];
     let image: Vec<u8> = (0..3 * 12 * 16).map(|i| (i * 37 % 251) as u8).collect();
     for kind in Perturbation::ALL {
@@ -285,7 +325,6 @@ fn perturbations_change_the_image_keep_its_size_and_are_seeded() {
 
 #[test]
 fn the_scoring_view_uses_running_statistics_and_keeps_gradients() {
-    let _serial = serial();
     // A fresh flow is the identity (its couplings' last layers start at zero), whatever its
     // batch-norms do: train it a little first.
     let dir = scratch("view");
@@ -305,7 +344,7 @@ fn the_scoring_view_uses_running_statistics_and_keeps_gradients() {
         Tensor::<4>::from_data(TensorData::new(values, [4, 1, 28, 28]), device)
     };
     // One training-mode pass moves the running statistics away from their initial values.
-    let _ = model.log_likelihood(levels(&device), true);
+    let _ = model.log_likelihood(levels(&device), false);
     let view = distil::running_statistics_view(&model);
     let ll = view.log_likelihood(levels(&device), false);
     let expected = model.valid().log_likelihood(levels(&Device::flex()), false);

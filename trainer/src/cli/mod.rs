@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::data;
 
 mod commands;
-mod scores;
 
 /// flowgate's trainer: trains normalizing flows on normal images, scores and exports them
 /// for the edge gate (`flowgate-edge`).
@@ -37,7 +36,8 @@ pub enum Command {
     /// the same files as `train` (plus distil.toml) into --out.
     ///
     /// The student is trained as `train` would train --student-config (same data, batches,
-    /// seeds, optimiser, clipping, early stopping) with one more term in its loss. Every step
+    /// seeds, optimiser, clipping, early stopping, checkpoints, --resume) with one more term in
+    /// its loss. Every step
     /// takes a clean training batch B and a perturbed copy P of it (Gaussian noise, blur,
     /// pixel mutations, shifts, rotations, flips, upside down, inversion, constant frames,
     /// occlusion, local patch shuffles, JPEG damage; seeded, in memory), and asks that on
@@ -61,11 +61,23 @@ pub enum Command {
     /// sigma_t and the final terms.
     #[command(verbatim_doc_comment)]
     Distil(DistilArgs),
-    /// Per-image scores of an idx file under a trained run, as CSV with the columns
-    /// source,frame,log_likelihood,bits_per_dim,ood_score,decision.
+    /// Per-image scores of an idx file under a trained run (burn's forward pass), as CSV
+    /// with flowgate-edge score's columns:
+    /// source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault (decision empty).
     Score(ScoreArgs),
     /// Export a trained run as a model file (*.fgm) for the edge gate.
     Export(ExportArgs),
+    /// Export a model file (*.fgm, f32 or int8) as ONNX, opset 13 (TensorRT 8.x parses it):
+    /// input `levels`, float32 [N, C, H, W] at the model's size holding pixel levels 0..255
+    /// (resize first); outputs `log_likelihood` (nats) and `bits_per_dim`, float32 [N]; the
+    /// score kind, its center and the threshold in metadata_props. A frame is rejected when
+    /// its OOD score (bits/dim, or |bits/dim - center| for the typical score) is above the
+    /// threshold; a non-finite score must be rejected too.
+    ///
+    /// On a Jetson: trtexec --onnx=GATE.onnx --saveEngine=GATE.plan
+    ///   --minShapes=levels:1xCxHxW --optShapes=levels:1xCxHxW --maxShapes=levels:8xCxHxW
+    #[command(verbatim_doc_comment)]
+    Onnx(OnnxArgs),
     /// OOD evaluation: mean bits/dim, AUROC, AUPR and FPR at 95% TPR of each OOD set
     /// against the in-distribution set (in-distribution = positive class), as a table and
     /// JSON, with optional plots.
@@ -256,6 +268,9 @@ pub struct DistilArgs {
     /// Output folder: config copy, checkpoints, model.bpk, model.fgm, distil.toml.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Continue from the checkpoint in --out, if there is one (same teacher and options).
+    #[arg(long)]
+    pub resume: bool,
     /// LAMBDA, the distillation term's weight against the NLL in bits/dim (0: no teacher).
     #[arg(long, value_name = "LAMBDA", default_value_t = 1.0)]
     pub weight: f64,
@@ -307,6 +322,31 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+/// Arguments of `onnx`.
+#[derive(Debug, Args)]
+pub struct OnnxArgs {
+    /// The model file to export.
+    #[arg(long, value_name = "GATE.fgm")]
+    pub model: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long, value_name = "GATE.onnx")]
+    pub out: PathBuf,
+    /// How int8 weights are written: `dequantized` (f32 values, the product the runtime
+    /// computes; what TensorRT 8 on a Jetson Nano runs) or `qdq` (int8 initializers with
+    /// per-channel DequantizeLinear: smaller files).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = Int8Choice::Dequantized)]
+    pub int8: Int8Choice,
+}
+
+/// Choices of `onnx --int8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Int8Choice {
+    /// f32 weights.
+    Dequantized,
+    /// int8 weights and DequantizeLinear nodes.
+    Qdq,
+}
+
 /// Dataset commands.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -333,6 +373,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Distil(args) => commands::distil(args),
         Command::Score(args) => commands::score(args),
         Command::Export(args) => commands::export(args),
+        Command::Onnx(args) => commands::onnx(args),
         Command::Eval(args) => commands::eval(args),
         Command::Calibrate(args) => commands::calibrate(args),
         Command::Quantize(args) => commands::quantize(args),

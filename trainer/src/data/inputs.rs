@@ -7,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use flowgate_edge::io::image::{ImageError, list_folder, read_image};
+use flowgate_edge::io::image::{list_folder, read_image};
 use flowgate_shared::{InputSpec, Preprocess, Resize};
 
-use super::read_images;
-use crate::training::ImageSet;
+use super::{ImageSet, read_images};
+use crate::error::{Error, Result};
 
 /// Images at the model's input size, with where each came from.
 #[derive(Debug, Clone)]
@@ -32,10 +31,9 @@ pub fn load_input(path: &Path, shape: [usize; 3], limit: Option<usize>) -> Resul
     if path.is_dir() {
         let files = list_folder(path)?;
         if files.is_empty() {
-            bail!(
-                "{}: no image files (png, jpg, pgm, ppm, bmp)",
-                path.display()
-            );
+            return Err(Error::NoImageFiles {
+                path: path.to_path_buf(),
+            });
         }
         let files = &files[..limit.map_or(files.len(), |l| l.min(files.len()))];
         return load_image_files(files, shape);
@@ -45,16 +43,13 @@ pub fn load_input(path: &Path, shape: [usize; 3], limit: Option<usize>) -> Resul
     }
     let images = read_images(path)?;
     let found = [1, images.rows, images.cols];
-    anyhow::ensure!(
-        found == shape,
-        "{} holds {}x{} images, the model takes {}x{}x{}",
-        path.display(),
-        images.cols,
-        images.rows,
-        shape[0],
-        shape[1],
-        shape[2]
-    );
+    if found != shape {
+        return Err(Error::ImageShape {
+            source_name: path.display().to_string(),
+            found,
+            expected: shape,
+        });
+    }
     let count = limit.map_or(images.count, |l| l.min(images.count));
     let len = images.rows * images.cols;
     let source = path.display().to_string();
@@ -91,15 +86,14 @@ pub fn load_image_files(files: &[PathBuf], shape: [usize; 3]) -> Result<InputIma
                 pixels.extend(levels.iter().map(|&v| v as u8));
                 origins.push((file.display().to_string(), 0));
             }
-            Err(error) => skipped.push(format!("{error:#}")),
+            Err(error) => skipped.push(error.to_string()),
         }
     }
     if origins.is_empty() {
-        bail!(
-            "none of {} image files could be read; first error: {}",
-            files.len(),
-            skipped.first().map_or("", String::as_str)
-        );
+        return Err(Error::UnreadableImages {
+            count: files.len(),
+            first: skipped.first().cloned().unwrap_or_default(),
+        });
     }
     Ok(InputImages {
         set: ImageSet {
@@ -113,12 +107,16 @@ pub fn load_image_files(files: &[PathBuf], shape: [usize; 3]) -> Result<InputIma
 }
 
 fn image_levels(file: &Path, spec: &InputSpec, levels: &mut [f32]) -> Result<()> {
-    let decoded = read_image(file, spec.channels).map_err(|e: ImageError| anyhow::anyhow!(e))?;
+    let decoded = read_image(file, spec.channels)?;
+    let unusable = |reason: String| Error::UnusableImage {
+        path: file.to_path_buf(),
+        reason,
+    };
     let frame = decoded
         .frame()
-        .with_context(|| format!("{}: not a usable frame", file.display()))?;
+        .map_err(|e| unusable(format!("not a usable frame: {e}")))?;
     flowgate_edge::preprocess::frame_levels(&frame, spec, levels)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+        .map_err(|e| unusable(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! Datasets: idx files (MNIST, Fashion-MNIST).
+//! Datasets: idx files (MNIST, Fashion-MNIST), image folders, and the images in memory.
 //!
 //! `scripts/fetch-data.sh` fills the data dir; [`load`] reads a named split
 //! from it and [`summary`] describes everything in it.
 
 mod dataset;
+mod image_set;
 pub mod inputs;
 mod summary;
+mod training_split;
 
 // The idx reader lives in the runtime (`flowgate_edge::io::idx`), so the trainer and the
 // edge command line share one definition; `data::idx` stays a path within this module.
@@ -19,6 +21,8 @@ pub use flowgate_edge::io::idx::{
     IMAGES_MAGIC, IdxError, IdxImages, LABELS_MAGIC, parse_images, parse_labels, read_images,
     read_labels,
 };
+pub use image_set::ImageSet;
 pub use summary::{
     DataSummary, FileEntry, OPENCV_DIR, SplitStats, SplitSummary, format_bytes, summary,
 };
+pub use training_split::{load_idx_split, training_data};

@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::Result;
 use burn::prelude::*;
 
 use super::plots::{GrayImage, GridOptions, image_grid};
+use crate::data::ImageSet;
 use crate::flows::{Device, FlowModel};
-use crate::training::ImageSet;
 
 /// Channel 0 of image `index` of a `[B, C, H, W]` tensor, row-major, with its width and height.
 fn plane(tensor: &Tensor<4>, index: usize) -> Result<(Vec<f32>, usize, usize)> {

@@ -6,9 +6,11 @@
 //! anomalous; in-distribution is the positive class), so it is independent of how the scores
 //! were computed.
 
+pub mod compare;
 pub mod diagnostics;
 pub mod metrics;
 pub mod plots;
+pub mod scores;
 
 use std::fmt;
 

@@ -9,64 +9,17 @@
 //! self-supervised task that needs the scene's layout, in the spirit of Golan and El-Yaniv's
 //! geometric-transformation anomaly detection).
 
+use super::coupling::channel_wise_affine;
+use super::init::ParamInit;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use serde::{Deserialize, Serialize};
 
-use super::coupling::channel_wise_affine;
-
-/// What the extractor learns from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Objective {
-    /// Classify the dataset's labels (idx datasets only).
-    Labels,
-    /// Tell apart an image, its left-right flip, its up-down flip and its 180-degree turn:
-    /// four classes that need no labels.
-    Flips,
-}
-
-impl Objective {
-    /// Classes of the pretext task.
-    pub fn classes(self) -> usize {
-        match self {
-            Objective::Labels => LABEL_CLASSES,
-            Objective::Flips => FLIPS,
-        }
-    }
-}
-
-/// Classes of the labelled datasets flowgate reads (Fashion-MNIST and MNIST).
-pub const LABEL_CLASSES: usize = 10;
-
-/// The flips of [`Objective::Flips`]: identity, left-right, up-down, both.
-pub const FLIPS: usize = 4;
-
-/// The feature extractor's shape and its pretraining.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExtractorConfig {
-    /// Channels of each 3x3 conv stage; a 2x2 max-pool follows every stage but the last,
-    /// then a global average pool.
-    pub channels: Vec<usize>,
-    /// Embedding size (even: the couplings split it in halves).
-    pub embedding: usize,
-    /// The pretext task.
-    pub objective: Objective,
-    /// Pretraining steps (Adam, the config's batch size).
-    pub steps: usize,
-    /// Pretraining learning rate.
-    #[serde(default = "default_extractor_lr")]
-    pub lr: f64,
-}
-
-fn default_extractor_lr() -> f64 {
-    1e-3
-}
+/// The extractor's config types (in `flowgate-config`, which has no burn).
+pub use flowgate_config::{ExtractorConfig, FLIPS, LABEL_CLASSES, Objective};
 
 /// Conv stages, global average pool, a linear map to the embedding, and the pretext task's
 /// classifier head (trained, never exported).
@@ -80,25 +33,32 @@ pub struct Extractor {
 
 impl Extractor {
     /// An extractor for `in_channels`-channel images, with the pretext task's head.
-    pub fn new(config: &ExtractorConfig, in_channels: usize, device: &Device) -> Self {
+    pub fn new(
+        config: &ExtractorConfig,
+        in_channels: usize,
+        init: &mut ParamInit,
+        device: &Device,
+    ) -> Self {
         let mut previous = in_channels;
         let convs = config
             .channels
             .iter()
             .map(|&channels| {
                 let conv = Conv2dConfig::new([previous, channels], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device);
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
                 previous = channels;
-                conv
+                init.conv2d(conv, device)
             })
             .collect();
         Extractor {
             convs,
             // The format's `MaxPool2d { kernel: 2, stride: 2 }`: unpadded, rounding down.
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            embed: LinearConfig::new(previous, config.embedding).init(device),
-            head: LinearConfig::new(config.embedding, config.objective.classes()).init(device),
+            embed: init.linear(LinearConfig::new(previous, config.embedding), device),
+            head: init.linear(
+                LinearConfig::new(config.embedding, config.objective.classes()),
+                device,
+            ),
         }
     }
 
@@ -154,12 +114,13 @@ impl Mlp {
         hidden: usize,
         hidden_layers: usize,
         outputs: usize,
+        init: &mut ParamInit,
         device: &Device,
     ) -> Self {
         let mut layers = Vec::with_capacity(hidden_layers + 1);
         let mut previous = inputs;
         for _ in 0..hidden_layers.max(1) {
-            layers.push(LinearConfig::new(previous, hidden).init(device));
+            layers.push(init.linear(LinearConfig::new(previous, hidden), device));
             previous = hidden;
         }
         layers.push(
@@ -202,11 +163,12 @@ impl TabularCoupling {
         hidden: usize,
         hidden_layers: usize,
         reverse: bool,
+        init: &mut ParamInit,
         device: &Device,
     ) -> Self {
         let half = dims / 2;
         TabularCoupling {
-            net: Mlp::new(half, hidden, hidden_layers, dims, device),
+            net: Mlp::new(half, hidden, hidden_layers, dims, init, device),
             scale: Param::from_tensor(Tensor::ones([half], device)),
             reverse,
         }

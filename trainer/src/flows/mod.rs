@@ -3,6 +3,7 @@
 pub mod coupling;
 pub mod embedding;
 pub mod glow;
+pub mod init;
 pub mod preprocess;
 pub mod st_net;
 
@@ -10,121 +11,16 @@ use burn::prelude::*;
 
 /// The device type, re-exported for crates that drive the trainer without naming burn.
 pub use burn::prelude::Device;
+/// The flow's config types (in `flowgate-config`, which has no burn).
+pub use flowgate_config::{Architecture, FlowConfig, StNetConfig, StNetKind};
 use flowgate_shared::{Mask, Quadrant};
-use serde::{Deserialize, Serialize};
 
 use coupling::CouplingLayer;
 use embedding::{Extractor, ExtractorConfig, TabularCoupling};
 use glow::{ActNorm, InvertibleConv1x1};
-use preprocess::{levels_to_flow_input, standard_normal_log_density};
+use init::ParamInit;
+use preprocess::{Dequantization, levels_to_flow_input, standard_normal_log_density};
 use st_net::{StNet, StNetSpec};
-
-/// The flow architectures the trainer builds (the paper's, section by section).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Architecture {
-    /// Multi-scale RealNVP: per scale 3 checkerboard couplings, squeeze, 3 channel-wise
-    /// couplings, factor out half; the last scale has 4 checkerboard couplings.
-    RealNvp {
-        /// Scales.
-        scales: usize,
-    },
-    /// The paper's cycle-mask flow: `couplings` full-resolution couplings, coupling k reads
-    /// quadrant k mod 4 and changes quadrant k + 1 mod 4.
-    CycleMask {
-        /// Couplings (the paper uses 8).
-        couplings: usize,
-    },
-    /// Full-resolution couplings alternating top/bottom halves.
-    Horizontal {
-        /// Couplings.
-        couplings: usize,
-    },
-    /// Glow: per scale squeeze, `steps` x (actnorm, 1x1 conv, channel-wise coupling), then
-    /// factor out half (except after the last scale).
-    Glow {
-        /// Scales.
-        scales: usize,
-        /// Steps per scale.
-        steps: usize,
-    },
-    /// A flow on embeddings (the paper's `RealNVPTabular`): a convolutional extractor, then
-    /// an actnorm that standardises the embedding and `couplings` channel-wise couplings
-    /// with MLP s/t networks (`st_net.kind = "mlp"`: `channels` hidden units, `blocks`
-    /// hidden layers).
-    Embedding {
-        /// Couplings (the paper uses 8).
-        couplings: usize,
-        /// The feature extractor.
-        extractor: ExtractorConfig,
-    },
-}
-
-/// The s/t networks' size, shared by every coupling of a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StNetConfig {
-    /// Hidden channels at the first scale (doubled per scale for RealNVP without a
-    /// bottleneck, as in the paper).
-    pub channels: usize,
-    /// Residual blocks.
-    pub blocks: usize,
-    /// Bottleneck latent size (the paper's `resnet_ae`); omit for the plain ResNet.
-    #[serde(default)]
-    pub bottleneck: Option<usize>,
-    /// `resnet` (default) or `autoencoder` (a compact version of the paper's: two stride-2
-    /// convs to a quarter of the size, the bottleneck, two transposed convs back; needs
-    /// `bottleneck`).
-    #[serde(default)]
-    pub kind: StNetKind,
-}
-
-/// The s/t network family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StNetKind {
-    /// The paper's ResNet (`resnet`, or `resnet_ae` with a bottleneck).
-    #[default]
-    Resnet,
-    /// A compact convolutional autoencoder (the paper's has wider 4x4 convs and LeakyReLU).
-    Autoencoder,
-    /// A multilayer perceptron, for flows on embeddings.
-    Mlp,
-}
-
-/// The whole model's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowConfig {
-    /// Input channels (1 gray, 3 RGB).
-    pub channels: usize,
-    /// Input height.
-    pub height: usize,
-    /// Input width.
-    pub width: usize,
-    /// The logit preprocessing's alpha (the paper: 0.05).
-    #[serde(default = "default_alpha")]
-    pub alpha: f64,
-    /// The layers.
-    pub architecture: Architecture,
-    /// The coupling networks.
-    pub st_net: StNetConfig,
-}
-
-impl FlowConfig {
-    /// Dimensions the density is over, which bits/dim divide by: the input's, or the
-    /// embedding's for a flow on embeddings.
-    pub fn density_dims(&self) -> usize {
-        match &self.architecture {
-            Architecture::Embedding { extractor, .. } => extractor.embedding,
-            _ => self.channels * self.height * self.width,
-        }
-    }
-}
-
-fn default_alpha() -> f64 {
-    0.05
-}
 
 /// One step of the flow; parameterised steps index into the model's layer lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +65,7 @@ pub enum FlowConfigError {
 /// Builds the flow's layers while tracking the activation shape.
 struct Builder<'d> {
     device: &'d Device,
+    init: ParamInit,
     st: StNetConfig,
     shape: (usize, usize, usize),
     model: FlowModel,
@@ -192,7 +89,7 @@ impl Builder<'_> {
             double_after_norm: matches!(mask, Mask::Checkerboard { .. }),
             autoencoder: self.st.kind == StNetKind::Autoencoder,
         };
-        let net = StNet::new(spec, self.device);
+        let net = StNet::new(spec, &mut self.init, self.device);
         self.model
             .steps
             .push(Step::Coupling(self.model.couplings.len()));
@@ -253,7 +150,12 @@ impl Builder<'_> {
             )));
         }
         let model = &mut self.model;
-        model.extractor = Some(Extractor::new(extractor, in_channels, self.device));
+        model.extractor = Some(Extractor::new(
+            extractor,
+            in_channels,
+            &mut self.init,
+            self.device,
+        ));
         self.shape = (dims, 1, 1);
         // Standardises the embedding: set from the embeddings' statistics after pretraining.
         model.steps.push(Step::ActNorm(model.actnorms.len()));
@@ -265,6 +167,7 @@ impl Builder<'_> {
                 self.st.channels,
                 self.st.blocks,
                 k % 2 == 1,
+                &mut self.init,
                 self.device,
             ));
         }
@@ -273,8 +176,10 @@ impl Builder<'_> {
 }
 
 impl FlowModel {
-    /// Builds the flow `config` describes, with fresh parameters from `device`'s RNG.
-    pub fn new(config: &FlowConfig, device: &Device) -> Result<Self, FlowConfigError> {
+    /// Builds the flow `config` describes. Its random parameters are drawn from a generator of
+    /// its own seeded with `seed` (never from burn's process-wide one), so the same seed gives
+    /// the same weights whatever else the process runs.
+    pub fn new(config: &FlowConfig, seed: u64, device: &Device) -> Result<Self, FlowConfigError> {
         let st = config.st_net;
         if st.kind == StNetKind::Autoencoder
             && (st.bottleneck.is_none()
@@ -299,6 +204,7 @@ impl FlowModel {
         }
         let mut builder = Builder {
             device,
+            init: ParamInit::new(seed),
             st,
             shape: (config.channels, config.height, config.width),
             model: FlowModel {
@@ -368,14 +274,31 @@ impl FlowModel {
         Ok(builder.model)
     }
 
-    /// Log-likelihood in nats of each image of `levels` (`[B, C, H, W]`, 0..=255), with
-    /// uniform dequantisation noise when `dequantize` (training) or the bin centre otherwise.
+    /// Log-likelihood in nats of each image of `levels` (`[B, C, H, W]`, 0..=255), read at the
+    /// bin centres (evaluation, as the runtime scores) or, when `dequantize`, with uniform
+    /// noise from burn's process-wide generator. Training draws its noise from its own seeded
+    /// generator instead: [`FlowModel::log_likelihood_dequantized`].
     ///
     /// For a flow on embeddings it is the log-likelihood of the image's embedding (the
     /// extractor is not invertible), and no gradient reaches the extractor: left free, it
     /// would learn to shrink every embedding.
     pub fn log_likelihood(&self, levels: Tensor<4>, dequantize: bool) -> Tensor<1> {
-        let (y, log_det) = levels_to_flow_input(levels, self.config.alpha, dequantize);
+        let offset = if dequantize {
+            Dequantization::BurnGenerator
+        } else {
+            Dequantization::BinCentre
+        };
+        self.log_likelihood_with(levels, offset)
+    }
+
+    /// [`FlowModel::log_likelihood`] of `levels` dequantised by `noise` (the same shape,
+    /// uniform in `[0, 1)`): the training objective, with the noise the caller drew.
+    pub fn log_likelihood_dequantized(&self, levels: Tensor<4>, noise: Tensor<4>) -> Tensor<1> {
+        self.log_likelihood_with(levels, Dequantization::Noise(noise))
+    }
+
+    fn log_likelihood_with(&self, levels: Tensor<4>, offset: Dequantization) -> Tensor<1> {
+        let (y, log_det) = levels_to_flow_input(levels, self.config.alpha, offset);
         match &self.extractor {
             Some(extractor) => {
                 self.log_density(embedding_as_activation(extractor.features(y).detach()))
@@ -387,7 +310,7 @@ impl FlowModel {
     /// The embeddings of `levels` (`[B, E]`), at the bin centres; `None` for pixel flows.
     pub fn embeddings(&self, levels: Tensor<4>) -> Option<Tensor<2>> {
         let extractor = self.extractor.as_ref()?;
-        let (y, _) = levels_to_flow_input(levels, self.config.alpha, false);
+        let (y, _) = levels_to_flow_input(levels, self.config.alpha, Dequantization::BinCentre);
         Some(extractor.features(y))
     }
 
@@ -446,7 +369,7 @@ impl FlowModel {
     /// laid out as the image (factored-out parts and squeezes undone), and what the first
     /// coupling saw and the shift it applied.
     pub fn diagnostics(&self, levels: Tensor<4>) -> Diagnostics {
-        let (y, _) = levels_to_flow_input(levels, self.config.alpha, false);
+        let (y, _) = levels_to_flow_input(levels, self.config.alpha, Dequantization::BinCentre);
         let (mut parts, _) = self.forward_to_latent(y.clone());
         let mut z = parts.pop().unwrap_or_else(|| y.clone());
         for step in self.steps.iter().rev() {

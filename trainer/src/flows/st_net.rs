@@ -8,6 +8,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::init::ParamInit;
+
 /// Shape and size of an s/t network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StNetSpec {
@@ -32,15 +34,22 @@ pub struct StNetSpec {
     pub autoencoder: bool,
 }
 
-/// A conv with padding `kernel / 2` (same size for odd kernels).
-fn conv(channels: [usize; 2], kernel: usize, zero: bool, device: &Device) -> Conv2d {
+/// A conv with padding `kernel / 2` (same size for odd kernels), random unless `zero`.
+fn conv(
+    channels: [usize; 2],
+    kernel: usize,
+    zero: bool,
+    init: &mut ParamInit,
+    device: &Device,
+) -> Conv2d {
     let pad = kernel / 2;
-    let mut config = Conv2dConfig::new(channels, [kernel, kernel])
+    let config = Conv2dConfig::new(channels, [kernel, kernel])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad));
     if zero {
-        config = config.with_initializer(Initializer::Zeros);
+        config.with_initializer(Initializer::Zeros).init(device)
+    } else {
+        init.conv2d(config, device)
     }
-    config.init(device)
 }
 
 /// BN, ReLU, conv3x3, BN, ReLU, conv3x3, plus the input.
@@ -53,12 +62,12 @@ pub struct ResidualBlock {
 }
 
 impl ResidualBlock {
-    fn new(channels: usize, device: &Device) -> Self {
+    fn new(channels: usize, init: &mut ParamInit, device: &Device) -> Self {
         ResidualBlock {
             in_norm: BatchNormConfig::new(channels).init(device),
-            in_conv: conv([channels, channels], 3, false, device),
+            in_conv: conv([channels, channels], 3, false, init, device),
             out_norm: BatchNormConfig::new(channels).init(device),
-            out_conv: conv([channels, channels], 3, false, device),
+            out_conv: conv([channels, channels], 3, false, init, device),
         }
     }
 
@@ -102,11 +111,11 @@ pub struct StNet {
 impl StNet {
     /// A network reading `spec.in_channels` channels and writing `2 * in_channels` (s, t),
     /// whose last layer starts at zero so the coupling starts as the identity.
-    pub fn new(spec: StNetSpec, device: &Device) -> Self {
+    pub fn new(spec: StNetSpec, init: &mut ParamInit, device: &Device) -> Self {
         let mid = spec.mid_channels;
         let skips = if spec.bottleneck.is_none() && !spec.autoencoder {
             (0..=spec.blocks)
-                .map(|_| conv([mid, mid], 1, false, device))
+                .map(|_| conv([mid, mid], 1, false, init, device))
                 .collect()
         } else {
             Vec::new()
@@ -114,18 +123,18 @@ impl StNet {
         let autoencoder = spec.autoencoder.then(|| Autoencoder {
             down: (0..2)
                 .map(|_| {
-                    Conv2dConfig::new([mid, mid], [3, 3])
+                    let config = Conv2dConfig::new([mid, mid], [3, 3])
                         .with_stride([2, 2])
-                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                        .init(device)
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+                    init.conv2d(config, device)
                 })
                 .collect(),
             up: (0..2)
                 .map(|_| {
-                    ConvTranspose2dConfig::new([mid, mid], [4, 4])
+                    let config = ConvTranspose2dConfig::new([mid, mid], [4, 4])
                         .with_stride([2, 2])
-                        .with_padding([1, 1])
-                        .init(device)
+                        .with_padding([1, 1]);
+                    init.conv_transpose2d(config, device)
                 })
                 .collect(),
         });
@@ -133,25 +142,25 @@ impl StNet {
         let bottleneck = spec.bottleneck.map(|latent| {
             let flat = mid * (spec.height / scale) * (spec.width / scale);
             Bottleneck {
-                encode: LinearConfig::new(flat, latent).init(device),
-                decode: LinearConfig::new(latent, flat).init(device),
+                encode: init.linear(LinearConfig::new(flat, latent), device),
+                decode: init.linear(LinearConfig::new(latent, flat), device),
             }
         });
         StNet {
             in_norm: BatchNormConfig::new(spec.in_channels).init(device),
-            in_conv: conv([2 * spec.in_channels, mid], 3, false, device),
+            in_conv: conv([2 * spec.in_channels, mid], 3, false, init, device),
             autoencoder,
             blocks: if spec.autoencoder {
                 Vec::new()
             } else {
                 (0..spec.blocks)
-                    .map(|_| ResidualBlock::new(mid, device))
+                    .map(|_| ResidualBlock::new(mid, init, device))
                     .collect()
             },
             skips,
             bottleneck,
             out_norm: BatchNormConfig::new(mid).init(device),
-            out_conv: conv([mid, 2 * spec.in_channels], 1, true, device),
+            out_conv: conv([mid, 2 * spec.in_channels], 1, true, init, device),
             spec,
         }
     }

@@ -5,14 +5,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-
-use super::commands::load_run;
-use crate::data;
-use crate::training::{self, ImageSet};
+use crate::data::{self, ImageSet};
+use crate::error::{Error, Result};
+use crate::run_folder::RunFolder;
+use crate::scoring::{self, GateScores};
 
 /// Loads a scoring input and reports the image files it had to skip.
-pub(super) fn load_scored_input(
+pub fn load_scored_input(
     path: &Path,
     shape: [usize; 3],
     limit: Option<usize>,
@@ -25,17 +24,29 @@ pub(super) fn load_scored_input(
 }
 
 /// Bits/dim and OOD scores of the images of an input (idx file, image or folder).
-#[derive(Debug, Clone, Default)]
-pub(super) struct SetScores {
-    pub(super) bits_per_dim: Vec<f64>,
-    pub(super) ood_scores: Vec<f64>,
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SetScores {
+    /// Per image, bits/dim.
+    pub bits_per_dim: Vec<f64>,
+    /// Per image, the OOD score.
+    pub ood_scores: Vec<f64>,
     /// Deflate-compressed bits per dimension of each image, when asked for (never for score
     /// CSVs).
-    pub(super) complexity: Option<Vec<f64>>,
+    pub complexity: Option<Vec<f64>>,
+}
+
+impl From<GateScores> for SetScores {
+    fn from(scores: GateScores) -> Self {
+        SetScores {
+            bits_per_dim: scores.bits_per_dim,
+            ood_scores: scores.ood_scores,
+            complexity: None,
+        }
+    }
 }
 
 /// Whether `path` names a score CSV (scores already computed) rather than images.
-pub(super) fn is_score_csv(path: &Path) -> bool {
+pub fn is_score_csv(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
@@ -43,7 +54,7 @@ pub(super) fn is_score_csv(path: &Path) -> bool {
 /// Scores every image of an input under a run (burn: the OOD score is bits/dim) or a model
 /// file (the edge runtime: the model's own OOD score), with each image's complexity when
 /// `with_complexity`.
-pub(super) fn set_scores(
+pub fn set_scores(
     model: &Path,
     input: &Path,
     limit: Option<usize>,
@@ -58,15 +69,10 @@ pub(super) fn set_scores(
         return Ok(scores);
     }
     if model.is_dir() {
-        let (config, flow) = load_run(model)?;
-        let shape = [
-            config.model.channels,
-            config.model.height,
-            config.model.width,
-        ];
-        let set = load_scored_input(input, shape, limit)?.set;
+        let (config, flow) = RunFolder::open(model).load_trained()?;
+        let set = load_scored_input(input, config.model.input_shape(), limit)?.set;
         let dims = config.model.density_dims() as f64 * std::f64::consts::LN_2;
-        let lls = training::log_likelihoods(&flow, &set, 256)?;
+        let lls = scoring::log_likelihoods(&flow, &set, 256)?;
         let bits_per_dim: Vec<f64> = lls.iter().map(|ll| -ll / dims).collect();
         return Ok(SetScores {
             ood_scores: bits_per_dim.clone(),
@@ -74,8 +80,9 @@ pub(super) fn set_scores(
             complexity: with_complexity.then(|| complexity(&set)).transpose()?,
         });
     }
-    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
-    let gate = flowgate_edge::Gate::new(&bytes).with_context(|| model.display().to_string())?;
+    let bytes = std::fs::read(model).map_err(Error::io(model))?;
+    // A workstation tool: models too large for any board are still evaluated.
+    let gate = flowgate_edge::Gate::with_limits(&bytes, flowgate_edge::Limits::UNLIMITED)?;
     let spec = gate.model().input;
     let shape = [
         spec.channels as usize,
@@ -85,7 +92,7 @@ pub(super) fn set_scores(
     let set = load_scored_input(input, shape, limit)?.set;
     Ok(SetScores {
         complexity: with_complexity.then(|| complexity(&set)).transpose()?,
-        ..gate_scores(&gate, &set)?
+        ..scoring::gate_scores(&gate, &set)?.into()
     })
 }
 
@@ -93,30 +100,39 @@ pub(super) fn set_scores(
 /// compressor's estimate of how complex the image is.
 fn complexity(set: &ImageSet) -> Result<Vec<f64>> {
     use flate2::{Compression, write::DeflateEncoder};
+    let compressed_len = |image: &[u8]| -> std::io::Result<usize> {
+        let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
+        encoder.write_all(image)?;
+        Ok(encoder.finish()?.len())
+    };
     (0..set.count)
         .map(|index| {
             let image = set.image(index);
-            let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
-            encoder.write_all(image)?;
-            let bytes = encoder.finish()?;
-            Ok(bytes.len() as f64 * 8.0 / image.len() as f64)
+            let bytes = compressed_len(image).map_err(|source| Error::Io {
+                path: "deflate (in memory)".into(),
+                source,
+            })?;
+            Ok(bytes as f64 * 8.0 / image.len() as f64)
         })
         .collect()
 }
 
 /// Scores already computed, as `flowgate score` and `flowgate-edge score` write them
-/// (columns `source,frame,log_likelihood,bits_per_dim,ood_score,decision`).
+/// (columns `source,frame,log_likelihood,bits_per_dim,ood_score,decision`, and `fault` since
+/// the gate fails closed; only the two score columns are read).
 fn read_score_csv(path: &Path) -> Result<SetScores> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let bad = |reason: String| Error::ScoreCsv {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let column = |name: &str| {
-        header.iter().position(|h| *h == name).with_context(|| {
-            format!(
-                "{}: no '{name}' column (expected a score CSV of flowgate or flowgate-edge)",
-                path.display()
-            )
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            bad(format!(
+                "no '{name}' column (expected a score CSV of flowgate or flowgate-edge)"
+            ))
         })
     };
     let (bpd_column, score_column) = (column("bits_per_dim")?, column("ood_score")?);
@@ -129,42 +145,25 @@ fn read_score_csv(path: &Path) -> Result<SetScores> {
             fields
                 .get(from_end)
                 .and_then(|f| f.parse::<f64>().ok())
-                .with_context(|| format!("{} line {}: not a number", path.display(), index + 2))
+                .ok_or_else(|| bad(format!("line {}: not a number", index + 2)))
         };
         scores.bits_per_dim.push(field(bpd_column)?);
         scores.ood_scores.push(field(score_column)?);
     }
-    anyhow::ensure!(
-        !scores.ood_scores.is_empty(),
-        "{}: no score rows",
-        path.display()
-    );
-    Ok(scores)
-}
-
-/// The gate's verdicts on images already at its input size.
-pub(super) fn gate_scores(gate: &flowgate_edge::Gate<'_>, set: &ImageSet) -> Result<SetScores> {
-    let mut scratch = vec![0f32; gate.scratch_len()];
-    let mut scores = SetScores::default();
-    for index in 0..set.count {
-        for (slot, &level) in scratch.iter_mut().zip(set.image(index)) {
-            *slot = f32::from(level);
-        }
-        let verdict = gate.score_levels_in_scratch(&mut scratch)?;
-        scores.bits_per_dim.push(verdict.bits_per_dim);
-        scores.ood_scores.push(verdict.ood_score);
+    if scores.ood_scores.is_empty() {
+        return Err(bad("no score rows".into()));
     }
     Ok(scores)
 }
 
 /// Bits/dim of every image of an input under a run or a model file.
-pub(super) fn bits_per_dim(model: &Path, input: &Path, limit: Option<usize>) -> Result<Vec<f64>> {
+pub fn bits_per_dim(model: &Path, input: &Path, limit: Option<usize>) -> Result<Vec<f64>> {
     Ok(set_scores(model, input, limit, false)?.bits_per_dim)
 }
 
 /// A set's name: its folder (`fashion-mnist`, `mnist`) and file stem; a folder's own name;
 /// a score CSV's stem.
-pub(super) fn set_name(path: &Path) -> String {
+pub fn set_name(path: &Path) -> String {
     if is_score_csv(path) {
         return path
             .file_stem()

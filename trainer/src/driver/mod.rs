@@ -1,0 +1,222 @@
+//! The one training loop. `flowgate train`, `flowgate distil` and the extractor's pretraining
+//! differ only in their [`Objective`]; the loop owns everything else: the batch order and the
+//! step's random draws ([`batches`]), the optimiser step with global gradient clipping,
+//! validation with the best weights kept, checkpoints, resuming, and the progress bar.
+
+pub mod batches;
+pub mod optim;
+pub mod progress;
+
+use std::time::Instant;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::flows::FlowModel;
+use crate::run_folder::RunFolder;
+use batches::{Batch, BatchSource};
+
+/// What a run minimises.
+pub trait Objective {
+    /// Names the loss in errors ("training", "extractor's").
+    fn loss_name(&self) -> &'static str;
+
+    /// What to change when the loss stops being finite.
+    fn divergence_hint(&self) -> &'static str;
+
+    /// The loss of one batch (a one-element tensor, differentiable through `model`) and the
+    /// progress bar's note on it.
+    fn loss(&mut self, model: &FlowModel, batch: &mut Batch) -> Result<StepLoss>;
+
+    /// The held-out objective early stopping minimises (`model` is the one training).
+    fn held_out(&mut self, model: &FlowModel) -> Result<f64>;
+}
+
+/// One step's loss.
+#[derive(Debug)]
+pub struct StepLoss {
+    /// What the optimiser minimises.
+    pub loss: Tensor<1>,
+    /// The progress bar's note ("loss 812.3 nats  1.49 bpd").
+    pub note: String,
+}
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Schedule<'a> {
+    /// The progress bar's label.
+    pub label: String,
+    /// Steps in all (a resumed run runs the rest).
+    pub steps: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Clip the gradient's global L2 norm to this.
+    pub grad_clip: Option<f32>,
+    /// Validate every this many steps (and after the last) and keep the best weights; needs
+    /// `run`.
+    pub validate_every: Option<usize>,
+    /// Checkpoint every this many steps (and after the last); needs `run`.
+    pub checkpoint_every: Option<usize>,
+    /// Show the progress bar.
+    pub progress: bool,
+    /// Where checkpoints and the best weights go; `None` keeps everything in memory.
+    pub run: Option<&'a RunFolder>,
+}
+
+/// Where a run starts: its model and optimiser, at a step, with the best held-out objective
+/// so far.
+pub struct Start {
+    /// The model.
+    pub model: FlowModel,
+    /// The optimiser.
+    pub optim: ModuleOptimizer,
+    /// Steps already done.
+    pub step: usize,
+    /// The best weights' step and held-out objective so far.
+    pub best: Option<(usize, f64)>,
+}
+
+impl std::fmt::Debug for Start {
+    // burn's optimiser has no `Debug`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Start")
+            .field("model", &self.model)
+            .field("step", &self.step)
+            .field("best", &self.best)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Start {
+    /// Step 0 with a fresh model and optimiser.
+    pub fn fresh(model: FlowModel, optim: ModuleOptimizer) -> Self {
+        Start {
+            model,
+            optim,
+            step: 0,
+            best: None,
+        }
+    }
+
+    /// From `run`'s latest checkpoint when `resume` and it has one; otherwise step 0, and the
+    /// folder's checkpoints and best weights of an earlier run are removed (a resume after a
+    /// kill before the first checkpoint must not continue that earlier run).
+    pub fn resume_or_fresh(
+        run: &RunFolder,
+        model: FlowModel,
+        optim: ModuleOptimizer,
+        resume: bool,
+        steps: usize,
+    ) -> Result<Self> {
+        let checkpoint = if resume { run.checkpoint_step()? } else { None };
+        let Some(step) = checkpoint else {
+            run.clear_progress()?;
+            return Ok(Start::fresh(model, optim));
+        };
+        if step > steps {
+            return Err(Error::CheckpointPastEnd {
+                path: run.root().to_path_buf(),
+                step,
+                steps,
+            });
+        }
+        let (model, optim) = run.load_checkpoint(step, model, optim)?;
+        Ok(Start {
+            model,
+            optim,
+            step,
+            best: run.read_best()?,
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The final weights: the best ones when validating.
+    pub model: FlowModel,
+    /// Steps run in this invocation.
+    pub steps_run: usize,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// With validation: the kept weights' step and held-out objective.
+    pub best: Option<(usize, f64)>,
+}
+
+/// Runs `schedule` from `start` on batches from `source` (on `device`), minimising
+/// `objective`.
+pub fn run(
+    schedule: &Schedule<'_>,
+    source: &BatchSource<'_>,
+    start: Start,
+    objective: &mut impl Objective,
+    device: &Device,
+) -> Result<Outcome> {
+    let Start {
+        mut model,
+        mut optim,
+        step: first,
+        mut best,
+    } = start;
+    let steps = schedule.steps;
+    let bar = progress::step_bar(steps, schedule.progress, &schedule.label);
+    bar.set_position(first as u64);
+    let started = Instant::now();
+    let mut validation_note = String::new();
+    for step in first..steps {
+        let mut batch = source.batch(step, device);
+        let StepLoss { loss, note } = objective.loss(&model, &mut batch)?;
+        let value = f64::from(loss.clone().into_scalar::<f32>());
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                what: objective.loss_name(),
+                step,
+                value,
+                hint: objective.divergence_hint(),
+            });
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let Some(max_norm) = schedule.grad_clip {
+            optim::clip_global_norm(&model, &mut grads, max_norm);
+        }
+        model = optim.step(schedule.lr, model, grads);
+        let done = step + 1;
+        let last = done == steps;
+        bar.set_position(done as u64);
+        if let (Some(every), Some(run)) = (schedule.validate_every, schedule.run)
+            && (done.is_multiple_of(every) || last)
+        {
+            let objective_value = objective.held_out(&model)?;
+            if best.is_none_or(|(_, best_value)| objective_value < best_value) {
+                run.save_best(&model, done, objective_value)?;
+                best = Some((done, objective_value));
+            }
+            if let Some((best_step, best_value)) = best {
+                validation_note = format!(
+                    "  held-out {objective_value:.3} (best {best_value:.3} at {best_step})"
+                );
+            }
+        }
+        let rate = ((done - first) * source.order.batch) as f64
+            / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{note}  {rate:.0} img/s{validation_note}"));
+        if let (Some(every), Some(run)) = (schedule.checkpoint_every, schedule.run)
+            && (done.is_multiple_of(every) || last)
+        {
+            run.save_checkpoint(done, &model, &optim)?;
+        }
+    }
+    bar.finish();
+    if let (Some(_), Some(run)) = (best, schedule.run) {
+        model = run.load_best(model)?;
+    }
+    let steps_run = steps.saturating_sub(first);
+    Ok(Outcome {
+        model,
+        steps_run,
+        images_per_second: (steps_run * source.order.batch) as f64
+            / started.elapsed().as_secs_f64().max(1e-9),
+        best,
+    })
+}
