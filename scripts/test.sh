@@ -37,5 +37,8 @@ bash scripts/capi.sh
 step "ARM cross builds under qemu (aarch64, armv7) vs x86; no_std core for thumbv7em"
 bash scripts/cross.sh
 
+step "GStreamer element and Python package on real frames (scripts/integrations.sh)"
+bash scripts/integrations.sh
+
 step "Fuzz smoke: every cargo-fuzz target from its seeds (scripts/fuzz.sh, nightly)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-15} bash scripts/fuzz.sh
