@@ -5,7 +5,8 @@
 # Rust targets), then for aarch64-unknown-linux-gnu and armv7-unknown-linux-gnueabihf:
 #   - builds the `flowgate-edge` binary and libflowgate_gate in release;
 #   - runs the runtime's `reference` test (gate vs an f64 oracle) under qemu;
-#   - `flowgate-edge inspect` of the tiny model: output identical to the x86 binary's;
+#   - `flowgate-edge inspect` of the tiny model: output identical to the x86 binary's (on
+#     32-bit armv7 but for the plan's size: its step list holds pointer-sized offsets);
 #   - the C example (gate.c, cross-compiled against the ARM staticlib) under qemu: the same
 #     frames as the x86 Rust gate, verdicts within |delta bits/dim| <= 1e-5 and the same
 #     decisions (x86_64 runs the AVX2+FMA kernels where the CPU has them, aarch64 the NEON
@@ -102,7 +103,13 @@ for target in "${targets[@]}"; do
     out="$target_dir/$target/release"
     step "$target: inspect, same output as x86"
     ${qemu[$target]} "$out/flowgate-edge" inspect "$work/tiny.fgm" >"$work/inspect-$target.txt"
-    diff -u "$work/inspect-x86_64.txt" "$work/inspect-$target.txt"
+    if [[ $target == armv7-* ]]; then
+        diff -u <(grep -v '^plan ' "$work/inspect-x86_64.txt") \
+            <(grep -v '^plan ' "$work/inspect-$target.txt")
+        grep '^plan ' "$work/inspect-$target.txt"
+    else
+        diff -u "$work/inspect-x86_64.txt" "$work/inspect-$target.txt"
+    fi
 
     step "$target: gate.c against the ARM staticlib under qemu, scores vs x86"
     ${cc[$target]} -std=c11 -O2 -Wall -Wextra -Werror -I "$capi/include" \

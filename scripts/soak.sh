@@ -57,7 +57,7 @@ rejected=$(grep -c '^reject ' "$work/stderr.txt" || true)
 echo "soak: $frames frames in, $passed passed on, $rejected held back ($(( passed + rejected )) accounted for) in ${seconds}s ($(( frames / (seconds > 0 ? seconds : 1) )) frames/s)"
 tail -1 "$work/stderr.txt"
 sort -n "$work/rss.txt" | awk 'NR == 1 {min = $1} {max = $1; n++} END {printf "resident memory over %d samples: %d to %d KiB\n", n, min, max}'
-awk 'NR % 60 == 1 {printf "t=%ds %d KiB\n", NR - 1, $1}' "$work/rss.txt"
+awk 'NR % 600 == 1 {printf "t=%ds %d KiB\n", NR - 1, $1}' "$work/rss.txt"
 if (( passed + rejected != frames )); then
     echo "soak: FAILED: frames lost or duplicated" >&2
     exit 1

@@ -49,6 +49,34 @@ fn inspect_describes_layers_costs_and_threshold() {
     assert!(stdout.contains("reject when score > 2.5"), "{stdout}");
 }
 
+/// The committed models' `inspect` files (models/*.inspect.txt, which the README, the model
+/// notes and the Python tests quote) are what today's runtime prints: a change to the plan or
+/// scratch sizes must regenerate them.
+#[test]
+fn committed_inspect_files_are_current() {
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(models).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".inspect.txt") else {
+            continue;
+        };
+        let model = path.with_file_name(format!("{stem}.fgm"));
+        let (ok, stdout, stderr) = edge(&["inspect", model.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        assert_eq!(
+            stdout,
+            std::fs::read_to_string(&path).unwrap(),
+            "{name} is stale: regenerate it with `flowgate-edge inspect models/{stem}.fgm`"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} inspect files in {models}");
+}
+
 #[test]
 fn inspect_names_the_file_and_the_corruption() {
     let mut bytes = flowgate_shared::encode(&flowgate_shared::example::tiny_model()).unwrap();

@@ -19,15 +19,8 @@ fn hostile_model_file(dir: &Path, threshold: f32) -> String {
     let mut model = flowgate_shared::example::tiny_model();
     model.threshold.as_mut().unwrap().ood_score = threshold;
     let mut file = flowgate_shared::encode(&model).unwrap();
-    let ranges = flowgate_shared::tamper::f32_value_ranges(&file).unwrap();
     // The coupling scales and the actnorm hold one or two values; the weights more.
-    for range in ranges.into_iter().filter(|range| range.len() > 8) {
-        for value in file[range].chunks_exact_mut(4) {
-            let old = f32::from_le_bytes(value.try_into().unwrap());
-            value.copy_from_slice(&(old.signum() * 1e30).to_le_bytes());
-        }
-    }
-    flowgate_shared::tamper::reseal(&mut file).unwrap();
+    flowgate_shared::tamper::inflate_weights(&mut file, 1e30, 2).unwrap();
     let path = dir.join("hostile.fgm");
     std::fs::write(&path, file).unwrap();
     path.to_str().unwrap().to_owned()

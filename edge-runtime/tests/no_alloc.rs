@@ -99,3 +99,65 @@ fn counting_allocator_sees_allocations() {
     let allocations = counted(|| drop(std::hint::black_box(Box::new([0u8; 64]))));
     assert_eq!(allocations, 1);
 }
+
+/// `Gate::new_in` (a `no_std` build without an allocator) plans into the caller's buffers,
+/// sized by `Gate::plan_sizes`, without allocating, and scores exactly as `Gate::new` does;
+/// buffers one element short are a typed error, not a panic or an overrun.
+#[test]
+fn planning_into_caller_buffers_allocates_nothing_and_matches_the_allocating_gate() {
+    use flowgate_edge::{Error, Limits, Step};
+    let models = [
+        flowgate_shared::example::tiny_model(),
+        flowgate_shared::example::tiny_embedding_model(),
+    ];
+    for model in &models {
+        let bytes = flowgate_shared::encode(model).unwrap();
+        let sizes = Gate::plan_sizes(&bytes).unwrap();
+        let mut steps = vec![Step::EMPTY; sizes.steps];
+        let mut floats = vec![0f32; sizes.floats];
+        let owned = Gate::new(&bytes).unwrap();
+        let mut scratch = vec![0f32; owned.scratch_len()];
+        let gray: Vec<u8> = (0..16u8).map(|v| v * 13).collect();
+        let frame = Frame::packed(&gray, 4, 4, PixelFormat::Gray8).unwrap();
+        let expected = owned.score(&frame, &mut scratch).unwrap();
+
+        let mut verdict = None;
+        let allocations = counted(|| {
+            let gate = Gate::new_in(&bytes, Limits::DEFAULT, &mut steps, &mut floats).unwrap();
+            assert_eq!(gate.scratch_len(), scratch.len());
+            verdict = gate.score(&frame, &mut scratch).ok();
+        });
+        assert_eq!(
+            allocations, 0,
+            "new_in + score allocated {allocations} times"
+        );
+        let verdict = verdict.expect("scores");
+        assert_eq!(
+            verdict.log_likelihood.to_bits(),
+            expected.log_likelihood.to_bits()
+        );
+
+        let short_steps = Gate::new_in(
+            &bytes,
+            Limits::DEFAULT,
+            &mut steps[..sizes.steps - 1],
+            &mut floats,
+        );
+        assert!(
+            matches!(short_steps, Err(Error::PlanMemoryTooSmall { .. })),
+            "{short_steps:?}"
+        );
+        if sizes.floats > 0 {
+            let short_floats = Gate::new_in(
+                &bytes,
+                Limits::DEFAULT,
+                &mut steps,
+                &mut floats[..sizes.floats - 1],
+            );
+            assert!(
+                matches!(short_floats, Err(Error::PlanMemoryTooSmall { .. })),
+                "{short_floats:?}"
+            );
+        }
+    }
+}

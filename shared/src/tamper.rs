@@ -74,6 +74,27 @@ fn visit_net<'a>(
     Ok(())
 }
 
+/// Pushes every value of every f32 tensor holding more than `min_values` values to
+/// `magnitude`, its sign kept, and reseals the file: a hostile model that still validates
+/// (log-scales, which validation bounds, are the tensors of one value per channel; skip
+/// them with `min_values` of 2 or more). With weights of 1e30 its activations overflow to
+/// infinities whose sums of mixed signs are NaN.
+pub fn inflate_weights(file: &mut [u8], magnitude: f32, min_values: usize) -> Result<()> {
+    for range in f32_value_ranges(file)? {
+        if range.len() <= 4 * min_values {
+            continue;
+        }
+        let Some(values) = file.get_mut(range) else {
+            continue;
+        };
+        for value in values.chunks_exact_mut(4) {
+            let old = <[u8; 4]>::try_from(&*value).map_or(0.0, f32::from_le_bytes);
+            value.copy_from_slice(&(old.signum() * magnitude).to_le_bytes());
+        }
+    }
+    reseal(file)
+}
+
 /// Recomputes the header's length and checksum for the (edited) payload after it.
 pub fn reseal(file: &mut [u8]) -> Result<()> {
     let (header, payload) = file

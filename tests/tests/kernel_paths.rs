@@ -13,8 +13,8 @@
 //! moves it by orders of magnitude more (the oracle tests in `edge-runtime/tests/reference.rs` pin both paths to
 //! an f64 reference on odd plane sizes).
 //!
-//! The scalar path is also what the kernels computed before the SIMD paths existed: the same
-//! terms summed in the same order, so its scores are unchanged to the bit.
+//! Since the planned kernels (commit f9c4430) the scalar path sums in tile order, not in the
+//! first kernels' order: on 500 Fashion-MNIST images its scores matched theirs to 6 decimals.
 
 mod common;
 

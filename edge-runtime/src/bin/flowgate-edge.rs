@@ -31,9 +31,9 @@ Failing closed:
   read or scored is reported and not passed on.
 
 Limits:
-  A model must fit the memory (model file + scratch) and multiply-accumulates per frame of
-  --board's config, or by default those of the largest board in firmware-configs/ (4 MiB,
-  50 million MACs); --max-memory-kib and --max-macs override them. Image files are read up
+  A model must fit the memory (model file, its plan and scratch) and multiply-accumulates
+  per frame of --board's config, or by default those of the largest board in
+  firmware-configs/ (4 MiB, 50 million MACs); --max-memory-kib and --max-macs override them. Image files are read up
   to 256 MiB and 16384 pixels a side, raw frames up to 128 MiB, idx images up to 64 Mi
   pixels; an idx file is read one image at a time and never past the body its header
   declares, so memory does not grow with the input.
@@ -165,11 +165,11 @@ struct InputArgs {
 #[derive(Debug, Args)]
 struct LimitArgs {
     /// A board config (firmware-configs/NAME.toml): the model must fit its memory budget
-    /// (model file + scratch) and its MACs per frame.
+    /// (model file, its plan and scratch) and its MACs per frame.
     #[arg(long, value_name = "BOARD.toml")]
     board: Option<PathBuf>,
 
-    /// Most KiB the model file and its scratch may take together (default: --board's
+    /// Most KiB the model file, its plan and its scratch may take together (default: --board's
     /// budget, else 4096).
     #[arg(long, value_name = "KIB")]
     max_memory_kib: Option<u64>,
