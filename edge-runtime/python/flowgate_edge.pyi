@@ -36,9 +36,19 @@ class Gate:
         *,
         kernels: Literal["auto", "scalar", "avx2-fma", "neon"] = "auto",
     ) -> None: ...
-    def score(self, frame: npt.NDArray[np.uint8]) -> Verdict:
-        """Scores an (H, W) gray or (H, W, 3) RGB uint8 frame, read in place (GIL released)."""
-    def score_many(self, frames: Iterable[npt.NDArray[np.uint8]]) -> list[Verdict]:
+    def score(
+        self, frame: npt.NDArray[np.uint8], *, luma_range: Literal["full", "limited"] = "full"
+    ) -> Verdict:
+        """Scores an (H, W) gray or (H, W, 3) RGB uint8 frame, read in place (GIL released).
+
+        luma_range="limited": a gray frame holds video luma (16-235, a YUV Y plane), which
+        the gate expands to the full range its models learn from."""
+    def score_many(
+        self,
+        frames: Iterable[npt.NDArray[np.uint8]],
+        *,
+        luma_range: Literal["full", "limited"] = "full",
+    ) -> list[Verdict]:
         """Scores every frame in order, with the GIL released once for all of them."""
     @property
     def threshold(self) -> Optional[float]: ...

@@ -16,7 +16,7 @@
 mod element;
 pub mod verdict;
 
-pub use element::{Flowgate, Kernels};
+pub use element::{Flowgate, Kernels, LumaChoice};
 
 gst::plugin_define!(
     flowgate,

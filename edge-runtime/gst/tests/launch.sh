@@ -34,7 +34,7 @@ check "gst-inspect-1.0 flowgate: a video filter" grep -q "Filter/Analyzer/Video"
 for format in GRAY8 RGB BGR YUY2 NV12 I420; do
     check "gst-inspect-1.0 flowgate: takes $format" grep -q "(string)$format" "$work/inspect.txt"
 done
-for property in model drop kernels; do
+for property in model drop kernels luma-range; do
     check "gst-inspect-1.0 flowgate: property $property" grep -Eq "^  $property +:" "$work/inspect.txt"
 done
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use flowgate_edge::kernels::KernelPath;
-use flowgate_edge::{Decision, Error, Frame};
+use flowgate_edge::{Decision, Error, Frame, LumaRange};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -114,10 +114,20 @@ impl Gate {
 
     /// Scores one frame: a numpy uint8 array, (H, W) gray or (H, W, 3) RGB, of any size,
     /// read where it lies (rows may be strided). Releases the GIL while scoring.
-    fn score(&self, py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<Verdict> {
+    /// `luma_range="limited"` says a gray frame holds video luma (16-235, a YUV camera's or
+    /// decoder's Y plane), which the gate expands to the full range its models learn from.
+    #[pyo3(signature = (frame, *, luma_range = "full"))]
+    fn score(
+        &self,
+        py: Python<'_>,
+        frame: &Bound<'_, PyAny>,
+        luma_range: &str,
+    ) -> PyResult<Verdict> {
+        let range = luma_range_of(luma_range)?;
         let array = ArrayFrame::new(frame).map_err(FrameError::new_err)?;
         let frame = array
             .frame()
+            .map(|frame| frame.with_luma_range(range))
             .map_err(|error| FrameError::new_err(format!("bad frame: {error}")))?;
         let verdict = py
             .detach(|| self.inner.score(&frame))
@@ -126,8 +136,16 @@ impl Gate {
     }
 
     /// Scores every frame of an iterable (a list of arrays, or an (N, H, W[, 3]) array) with
-    /// the GIL released once for all of them; the verdicts in order.
-    fn score_many(&self, py: Python<'_>, frames: &Bound<'_, PyAny>) -> PyResult<Vec<Verdict>> {
+    /// the GIL released once for all of them; the verdicts in order. `luma_range` as for
+    /// `score`.
+    #[pyo3(signature = (frames, *, luma_range = "full"))]
+    fn score_many(
+        &self,
+        py: Python<'_>,
+        frames: &Bound<'_, PyAny>,
+        luma_range: &str,
+    ) -> PyResult<Vec<Verdict>> {
+        let range = luma_range_of(luma_range)?;
         let arrays = frames
             .try_iter()?
             .enumerate()
@@ -140,9 +158,12 @@ impl Gate {
             .iter()
             .enumerate()
             .map(|(index, array)| {
-                array.frame().map_err(|error| {
-                    FrameError::new_err(format!("frame {index}: bad frame: {error}"))
-                })
+                array
+                    .frame()
+                    .map(|frame| frame.with_luma_range(range))
+                    .map_err(|error| {
+                        FrameError::new_err(format!("frame {index}: bad frame: {error}"))
+                    })
             })
             .collect::<PyResult<Vec<Frame<'_>>>>()?;
         let scored = py.detach(|| {
@@ -207,6 +228,16 @@ fn kernel_path(name: &str) -> PyResult<KernelPath> {
         "neon" => Ok(KernelPath::Neon),
         other => Err(FlowgateError::new_err(format!(
             "unknown kernels {other:?}: auto, scalar, avx2-fma or neon"
+        ))),
+    }
+}
+
+fn luma_range_of(name: &str) -> PyResult<LumaRange> {
+    match name {
+        "full" => Ok(LumaRange::Full),
+        "limited" => Ok(LumaRange::Limited),
+        other => Err(PyValueError::new_err(format!(
+            "unknown luma_range {other:?}: \"full\" (0-255) or \"limited\" (video luma, 16-235)"
         ))),
     }
 }

@@ -75,6 +75,8 @@ def raw_frames(tmp_path_factory, vtest):
         "rgb": _decode(vtest, folder / "rgb.raw", EVERY_20TH, "rgb24"),
         # The camera knocked upside down.
         "gray-rotated": _decode(vtest, folder / "rotated.raw", EVERY_20TH + ",hflip,vflip", "gray"),
+        # The decoder's Y plane as it is: video luma, 16-235 (ffmpeg's gray expands it).
+        "luma-limited": _decode(vtest, folder / "luma.raw", EVERY_20TH + ",extractplanes=y", "gray"),
     }
 
 

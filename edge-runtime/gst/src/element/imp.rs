@@ -21,6 +21,7 @@ use gst_video::subclass::prelude::*;
 
 use super::kernels::Kernels;
 use super::loaded::{LoadError, LoadedGate};
+use super::luma::LumaChoice;
 use super::reading::{FORMATS, Reading};
 use crate::verdict::{self, Rejected};
 
@@ -37,6 +38,7 @@ struct Settings {
     model: Option<PathBuf>,
     drop: bool,
     kernels: Kernels,
+    luma_range: LumaChoice,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             model: None,
             drop: true,
             kernels: Kernels::Auto,
+            luma_range: LumaChoice::Auto,
         }
     }
 }
@@ -148,7 +151,11 @@ impl Flowgate {
 
     /// How the gate reads `info`'s frames, if the loaded model can score them.
     fn reading_for(&self, info: &gst_video::VideoInfo) -> Result<Reading, String> {
-        let reading = Reading::new(info.format(), info.width(), info.height())
+        let luma_range = self
+            .settings()
+            .luma_range
+            .range(info.format(), info.colorimetry().range());
+        let reading = Reading::new(info.format(), info.width(), info.height(), luma_range)
             .map_err(|error| error.to_string())?;
         let mut guard = self.state();
         let state = guard
@@ -222,6 +229,16 @@ impl ObjectImpl for Flowgate {
                     .blurb("The convolution kernels; all give the same decisions")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("luma-range", LumaChoice::Auto)
+                    .nick("Luma range")
+                    .blurb(
+                        "Whether the frames' luma spans 0-255 (full) or video's 16-235 \
+                         (limited), which the gate expands to the full range its models learn \
+                         from; auto reads the caps' colorimetry (GStreamer's defaults: YUV \
+                         limited, GRAY8 full)",
+                    )
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -236,6 +253,7 @@ impl ObjectImpl for Flowgate {
             }
             "drop" => settings.drop = value.get().expect("type checked upstream"),
             "kernels" => settings.kernels = value.get().expect("type checked upstream"),
+            "luma-range" => settings.luma_range = value.get().expect("type checked upstream"),
             name => unreachable!("no property {name}"),
         }
     }
@@ -250,6 +268,7 @@ impl ObjectImpl for Flowgate {
                 .to_value(),
             "drop" => settings.drop.to_value(),
             "kernels" => settings.kernels.to_value(),
+            "luma-range" => settings.luma_range.to_value(),
             name => unreachable!("no property {name}"),
         }
     }

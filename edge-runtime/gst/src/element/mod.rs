@@ -3,12 +3,14 @@
 mod imp;
 mod kernels;
 mod loaded;
+mod luma;
 mod reading;
 
 use gst::glib;
 use gst::prelude::*;
 
 pub use kernels::Kernels;
+pub use luma::LumaChoice;
 
 glib::wrapper! {
     /// The `flowgate` element (see the crate docs); make it with

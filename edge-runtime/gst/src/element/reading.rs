@@ -1,7 +1,7 @@
 //! How the gate reads each video format the element accepts: which plane, as which of the
 //! runtime's pixel formats. The gate reads the frame where it lies (no copy, no conversion).
 
-use flowgate_edge::{Frame, PixelFormat};
+use flowgate_edge::{Frame, LumaRange, PixelFormat};
 use gst_video::{VideoFormat, VideoFrameExt, VideoFrameRef};
 
 /// The caps' formats, in the order of preference the pad templates list them.
@@ -23,6 +23,8 @@ pub(super) struct Reading {
     pub width: u32,
     /// Rows.
     pub height: u32,
+    /// The range of the luma the gate reads (see [`super::luma::LumaChoice`]).
+    pub luma_range: LumaRange,
 }
 
 /// Why a negotiated format cannot be read.
@@ -50,7 +52,12 @@ impl Reading {
     /// interleaved Y, NV12's and I420's first plane (I420's as gray8 with the plane's
     /// stride). An odd-width YUY2 frame's last column shares its chroma group with padding:
     /// the gate reads the even part (one column less).
-    pub(super) fn new(format: VideoFormat, width: u32, height: u32) -> Result<Self, Unreadable> {
+    pub(super) fn new(
+        format: VideoFormat,
+        width: u32,
+        height: u32,
+        luma_range: LumaRange,
+    ) -> Result<Self, Unreadable> {
         let (format, width) = match format {
             VideoFormat::Gray8 | VideoFormat::I420 => (PixelFormat::Gray8, width),
             VideoFormat::Rgb => (PixelFormat::Rgb8, width),
@@ -64,6 +71,7 @@ impl Reading {
             format,
             width,
             height,
+            luma_range,
         })
     }
 
@@ -79,6 +87,7 @@ impl Reading {
         let stride = usize::try_from(stride)
             .map_err(|_| format!("plane 0 has a negative stride ({stride})"))?;
         Frame::new(plane, self.width, self.height, stride, self.format)
+            .map(|frame| frame.with_luma_range(self.luma_range))
             .map_err(|error| format!("bad frame: {error}"))
     }
 }
@@ -89,7 +98,8 @@ mod tests {
 
     #[test]
     fn luma_formats_read_their_first_plane_and_odd_yuy2_drops_a_column() {
-        let read = |format| Reading::new(format, 321, 241).map(|r| (r.format, r.width));
+        let read =
+            |format| Reading::new(format, 321, 241, LumaRange::Full).map(|r| (r.format, r.width));
         assert_eq!(read(VideoFormat::Gray8), Ok((PixelFormat::Gray8, 321)));
         assert_eq!(read(VideoFormat::I420), Ok((PixelFormat::Gray8, 321)));
         assert_eq!(read(VideoFormat::Nv12), Ok((PixelFormat::Nv12, 321)));
@@ -97,11 +107,11 @@ mod tests {
         assert_eq!(read(VideoFormat::Bgr), Ok((PixelFormat::Bgr8, 321)));
         assert_eq!(read(VideoFormat::Yuy2), Ok((PixelFormat::Yuyv, 320)));
         assert_eq!(
-            Reading::new(VideoFormat::Yuy2, 1, 8),
+            Reading::new(VideoFormat::Yuy2, 1, 8, LumaRange::Full),
             Err(Unreadable::TooNarrow)
         );
         assert_eq!(
-            Reading::new(VideoFormat::Rgba, 8, 8),
+            Reading::new(VideoFormat::Rgba, 8, 8, LumaRange::Full),
             Err(Unreadable::Format(VideoFormat::Rgba))
         );
     }
