@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         while let Ok(Some(image)) = images.next_image(&mut buffer) {
             assert_eq!(image.len(), per_image);
         }
-        assert!(buffer.capacity() <= per_image.max(1) * 2);
+        // One image's worth, give or take Vec's growth; Vec never allocates fewer than 8
+        // bytes, which a 1x1 image's buffer otherwise "exceeds".
+        assert!(buffer.capacity() <= (per_image * 2).max(8));
     }
     let _ = parse_labels(data.to_vec(), origin);
 });
