@@ -16,7 +16,8 @@
 # Environment: CAMERA_CONFIG (default camera-realnvp), CAMERA_DISTIL (1 default, 0: no
 # teacher), CAMERA_SCORE (bpd | typical,
 # default bpd), FLOWGATE_STEPS (override the config's steps, e.g. 200 for a quick look),
-# RUNS (default runs/). Outputs land in $RUNS/camera/: the model, score CSVs, eval.json, plots/.
+# CAMERA_WITHOUT (perturbation kinds the distillation leaves out, e.g. "occlusion": a
+# leave-one-kind-out run; see `flowgate distil --help`), RUNS (default runs/). Outputs land in $RUNS/camera/: the model, score CSVs, eval.json, plots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,10 @@ config="${CAMERA_CONFIG:-camera-realnvp}"
 score="${CAMERA_SCORE:-bpd}"
 out="$runs/camera"
 frames=data/camera
+without_flags=()
+for kind in ${CAMERA_WITHOUT:-}; do
+  without_flags+=(--without "$kind")
+done
 steps_flag=()
 if [[ -n "${FLOWGATE_STEPS:-}" ]]; then
   steps_flag=(--steps "$FLOWGATE_STEPS")
@@ -35,8 +40,8 @@ step "data"
 bash scripts/fetch-data.sh
 step "build (release)"
 cargo build --release -p flowgate-trainer -p flowgate-edge
-flowgate=target/release/flowgate
-edge=target/release/flowgate-edge
+flowgate=${CARGO_TARGET_DIR:-target}/release/flowgate
+edge=${CARGO_TARGET_DIR:-target}/release/flowgate-edge
 
 step "frames: 128x96 gray"
 "$flowgate" frames data/opencv/vtest.avi --out "$frames/vtest-train" --size 128x96 --gray --last 599 --overwrite
@@ -55,7 +60,7 @@ if [[ "${CAMERA_DISTIL:-1}" == 1 ]]; then
   "$flowgate" train --config configs/camera-embedding.toml --out "$runs/camera-teacher" --resume
   step "the gate: $config distilled from the teacher"
   "$flowgate" distil --teacher "$runs/camera-teacher" --student-config "configs/$config.toml" \
-    --out "$out" --weight 1 --resume "${steps_flag[@]}"
+    --out "$out" --weight 1 --resume "${without_flags[@]}" "${steps_flag[@]}"
 else
   step "train $config"
   mkdir -p "$out"

@@ -1,5 +1,7 @@
 //! flowgate's trainer: data loading, flows, training, calibration, quantisation and export.
 //!
+//! [`fit`] is the one-command path from a camera's footage to a calibrated gate.
+//!
 //! Training runs through one loop ([`driver`]) with an objective per caller ([`training`],
 //! [`distil`], [`pretrain`]) into a run folder ([`run_folder`]) whose files are written
 //! atomically ([`atomic_write`]); every random draw comes from the trainer's own seeded
@@ -18,6 +20,7 @@ pub mod driver;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod fit;
 pub mod flows;
 pub mod frames;
 pub mod pretrain;

@@ -317,7 +317,8 @@ fn perturbations_change_the_image_keep_its_size_and_are_seeded() {
         count: 4,
         shape,
     };
-    let pair = distil::clean_and_perturbed(&set, &[0, 2], 7).unwrap();
+    let pair =
+        distil::clean_and_perturbed(&set, &[0, 2], 7, distil::PerturbationKinds::ALL).unwrap();
     assert_eq!(pair.count, 4);
     assert_eq!(pair.image(1), set.image(2));
     assert_ne!(pair.image(2), set.image(0));

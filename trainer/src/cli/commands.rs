@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{
-    CalibrateArgs, CorruptArgs, DistilArgs, EvalArgs, ExportArgs, FramesArgs, Int8Choice, OnnxArgs,
-    QuantizeArgs, ScoreArgs, ScoreChoice, TrainArgs,
+    CalibrateArgs, CorruptArgs, DistilArgs, EvalArgs, ExportArgs, FitArgs, FramesArgs, Int8Choice,
+    OnnxArgs, QuantizeArgs, ScoreArgs, ScoreChoice, TrainArgs,
 };
 use crate::atomic_write;
 use crate::calibration::{self, CalibratedScore};
@@ -33,6 +33,24 @@ fn config_with_steps(path: &Path, steps: Option<usize>) -> Result<TrainConfig> {
         config.validate(&format!("{} with --steps {steps}", path.display()))?;
     }
     Ok(config)
+}
+
+pub fn fit(args: FitArgs) -> Result<()> {
+    let options = crate::fit::FitOptions {
+        input: args.input,
+        out: args.out,
+        work: args.work,
+        rate: args.rate,
+        board: args.board,
+        steps: args.steps.map(|steps| steps as usize),
+        teacher_config: args.teacher_config,
+        student_config: args.student_config,
+        progress: true,
+    };
+    let report = crate::fit::fit(&options)
+        .with_context(|| format!("fitting a gate to {}", options.input.display()))?;
+    println!("{}", report.summary());
+    Ok(())
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
@@ -63,7 +81,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
 }
 
 pub fn distil(args: DistilArgs) -> Result<()> {
-    use crate::distil::{DISTIL_RECORD, DistilOptions, Teacher};
+    use crate::distil::{DISTIL_RECORD, DistilOptions, PerturbationKinds, Teacher};
     let config = config_with_steps(&args.student_config, args.steps)?;
     let teacher = Teacher::load(&args.teacher)
         .with_context(|| format!("teacher {}", args.teacher.display()))?;
@@ -71,6 +89,10 @@ pub fn distil(args: DistilArgs) -> Result<()> {
         weight: args.weight,
         warmup: args.warmup,
         fixed_targets: args.fixed_targets,
+        perturbations: args
+            .without
+            .iter()
+            .fold(PerturbationKinds::ALL, |kinds, &kind| kinds.without(kind)),
         ..DistilOptions::default()
     };
     let options = RunOptions {

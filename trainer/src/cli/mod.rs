@@ -29,6 +29,40 @@ pub enum Command {
     /// Datasets: what is in the data dir (fill it with scripts/fetch-data.sh).
     #[command(subcommand)]
     Data(DataCommand),
+    /// A calibrated int8 gate for one camera from its footage, in one command: frames,
+    /// teacher, distilled gate, int8, threshold, report. No config file needed.
+    ///
+    /// INPUT is a video file (anything ffmpeg reads) or a folder of images (png, jpg, pgm,
+    /// ppm, bmp; any resolution, gray or colour, read in file-name order).
+    ///
+    /// What it does, as scripts/run.sh does it for vtest.avi:
+    ///  1. frames: gray PNGs at 4x the gate's input in the work folder (WORK/frames, with
+    ///     WORK/frames.toml naming each one's source). The gate's input is 32 wide and as
+    ///     tall as the camera's aspect ratio asks (32x24 for 4:3, 32x18 for 16:9), rounded to
+    ///     a height the flows' squeezes take; fit prints what it chose.
+    ///  2. split: the last 10% of the frames (at least 16; at most half) are held out. A
+    ///     video is chronological, so they are its final segment. They stop both trainings
+    ///     early and set the threshold; the rest train. fit prints which frames. It needs at
+    ///     least 32 frames.
+    ///  3. teacher: a flow on a CNN's embeddings (configs/camera-embedding.toml, built in)
+    ///     in WORK/teacher.
+    ///  4. gate: a small RealNVP (configs/camera-realnvp.toml, built in) distilled from the
+    ///     teacher with LAMBDA 1 in WORK/gate.
+    ///  5. int8 weights, threshold at --rate false rejects of the held-out frames (bits/dim
+    ///     score), checked against --board, written to GATE.fgm.
+    ///
+    /// Outputs: GATE.fgm (for flowgate-edge), GATE.report.html with GATE.report.png beside
+    /// it (the held-out and training frames' scores with the threshold, the 10 training
+    /// frames that look least normal, the model's parameters, file size, MACs per frame and
+    /// memory), and a summary on stdout. The report is written before the gate, each
+    /// atomically: a gate on disk always has its report.
+    ///
+    /// Resumable: running the same command again reuses the frames (same input, same size)
+    /// and continues both trainings from their checkpoints; a finished fit redoes only the
+    /// int8 and calibration steps and writes the same gate. New footage restarts the
+    /// trainings.
+    #[command(verbatim_doc_comment)]
+    Fit(FitArgs),
     /// Train a flow from a TOML config (see configs/); writes weights, checkpoints and the
     /// exported model into --out.
     Train(TrainArgs),
@@ -94,6 +128,42 @@ pub enum Command {
     /// Make an out-of-distribution set from normal frames: covered lens, overexposure, blur,
     /// noise, occlusion, a moved or rotated camera, JPEG damage.
     Corrupt(CorruptArgs),
+}
+
+/// Arguments of `fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// The camera's footage: a video file or a folder of images.
+    #[arg(long, value_name = "PATH")]
+    pub input: PathBuf,
+    /// The gate to write.
+    #[arg(long, value_name = "GATE.fgm")]
+    pub out: PathBuf,
+    /// Work folder: frames, the two run folders with their checkpoints [default: GATE.fit
+    /// beside --out].
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Target false-reject rate on the held-out normal frames.
+    #[arg(long, default_value_t = 0.01)]
+    pub rate: f64,
+    /// A board config (firmware-configs/NAME.toml): the gate must fit its memory budget
+    /// (model file, plan and scratch) and its MACs per frame, as `flowgate-edge --board`
+    /// checks them. The recipe's cost is checked before training, the finished gate again
+    /// before it is written.
+    #[arg(long, value_name = "BOARD.toml")]
+    pub board: Option<PathBuf>,
+    /// Both trainings' step count, and the most steps the teacher's extractor pretrains
+    /// (quick tries; the recipes train 1500 steps each).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: Option<u64>,
+    /// The teacher's recipe (TOML, as for `train`) in place of the built-in
+    /// configs/camera-embedding.toml; its dataset, held-out count and input size are fit's.
+    #[arg(long, value_name = "FILE")]
+    pub teacher_config: Option<PathBuf>,
+    /// The gate's recipe in place of the built-in configs/camera-realnvp.toml; its dataset,
+    /// held-out count and input size are fit's.
+    #[arg(long, value_name = "FILE")]
+    pub student_config: Option<PathBuf>,
 }
 
 /// Arguments of `frames`.
@@ -282,6 +352,12 @@ pub struct DistilArgs {
     /// out. Shows what the perturbed images do for the student without a teacher.
     #[arg(long)]
     pub fixed_targets: bool,
+    /// Leave this perturbation kind out of training (repeatable): a leave-one-kind-out
+    /// evaluation trains without a kind and measures whether the gate still rejects OOD
+    /// frames of that kind. The held-out comparison that keeps the best weights leaves it out
+    /// too. distil.toml lists the kinds drawn.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub without: Vec<crate::distil::Perturbation>,
     /// The data dir [default: $FLOWGATE_DATA_DIR, else data/ in the workspace].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -369,6 +445,7 @@ pub struct SummaryArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Fit(args) => commands::fit(args),
         Command::Train(args) => commands::train(args),
         Command::Distil(args) => commands::distil(args),
         Command::Score(args) => commands::score(args),

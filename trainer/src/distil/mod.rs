@@ -28,7 +28,7 @@ use crate::training::{self, RunOptions};
 use objective::Distillation;
 
 pub use objective::{StepRecord, distillation_term, running_statistics_view};
-pub use perturb::{Perturbation, clean_and_perturbed, perturb};
+pub use perturb::{Perturbation, PerturbationKinds, clean_and_perturbed, perturb};
 pub use teacher::{Teacher, TeacherStats, teacher_stats};
 
 /// The record of a distillation run, beside the files `flowgate train` writes.
@@ -57,6 +57,9 @@ pub struct DistilOptions {
     /// clamp's top on perturbed ones (so perturbed images only have to score at least that
     /// far out): what showing the student perturbed images does without a teacher.
     pub fixed_targets: bool,
+    /// The perturbation kinds drawn (all by default; a leave-one-kind-out run drops one, in
+    /// training and in the held-out comparison that picks the kept weights alike).
+    pub perturbations: PerturbationKinds,
 }
 
 impl Default for DistilOptions {
@@ -68,6 +71,7 @@ impl Default for DistilOptions {
             calibration_images: 2048,
             warmup: None,
             fixed_targets: false,
+            perturbations: PerturbationKinds::ALL,
         }
     }
 }
@@ -111,6 +115,7 @@ struct Record<'a> {
     steps: usize,
     warmup: usize,
     fixed_targets: bool,
+    perturbations: Vec<Perturbation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     final_bits_per_dim: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +181,7 @@ pub fn distil(
         steps,
         warmup,
         fixed_targets: distil_options.fixed_targets,
+        perturbations: distil_options.perturbations.list(),
         final_bits_per_dim: None,
         final_distil: None,
     };

@@ -108,7 +108,7 @@ fn held_out_pair(
 ) -> Result<(ImageSet, Vec<f64>)> {
     let indices: Vec<usize> = (0..held_out.count.min(HELD_OUT_PAIRS)).collect();
     let seed = seeds::seed_of(seed, Stream::HeldOutPerturbation, 0);
-    let pair = clean_and_perturbed(held_out, &indices, seed)?;
+    let pair = clean_and_perturbed(held_out, &indices, seed, options.perturbations)?;
     let all: Vec<usize> = (0..pair.count).collect();
     let lls = crate::export::values(teacher.log_likelihood(pair.batch(&all, device), false))?;
     Ok((pair, targets(&lls, stats, options)))
@@ -242,7 +242,12 @@ impl Objective for Distillation<'_> {
         // The perturbations have their own stream and the distillation passes use bin
         // centres, so with LAMBDA = 0 the whole run draws what `flowgate train` draws.
         let perturbation_seed = seeds::seed_of(self.seed, Stream::Perturbation, step as u64);
-        let pair = clean_and_perturbed(self.train_set, &batch.indices, perturbation_seed)?;
+        let pair = clean_and_perturbed(
+            self.train_set,
+            &batch.indices,
+            perturbation_seed,
+            self.options.perturbations,
+        )?;
         let all: Vec<usize> = (0..pair.count).collect();
         let teacher_lls = crate::export::values(
             self.teacher

@@ -11,7 +11,8 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 
 /// The perturbations the student sees, each standing for a kind of OOD frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Perturbation {
     /// Additive Gaussian noise, sigma 5 to 50 levels.
     Noise,
@@ -55,6 +56,42 @@ impl Perturbation {
         Self::PatchShuffle,
         Self::Jpeg,
     ];
+}
+
+/// The kinds a distillation draws from: all of them, or all but some (a leave-one-kind-out
+/// evaluation holds a kind out of training to see whether the gate catches it unseen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerturbationKinds {
+    /// Bit `i` set: [`Perturbation::ALL`]`[i]` is drawn.
+    mask: u16,
+}
+
+impl PerturbationKinds {
+    /// Every kind.
+    pub const ALL: Self = PerturbationKinds {
+        mask: (1 << Perturbation::ALL.len()) - 1,
+    };
+
+    /// All of `self` but `kind`.
+    pub fn without(self, kind: Perturbation) -> Self {
+        PerturbationKinds {
+            mask: self.mask & !(1 << kind as u16),
+        }
+    }
+
+    /// The kinds, in [`Perturbation::ALL`]'s order.
+    pub fn list(self) -> Vec<Perturbation> {
+        Perturbation::ALL
+            .into_iter()
+            .filter(|&kind| self.mask & (1 << kind as u16) != 0)
+            .collect()
+    }
+}
+
+impl Default for PerturbationKinds {
+    fn default() -> Self {
+        Self::ALL
+    }
 }
 
 /// A perturbed copy of one image (`shape` = `[channels, height, width]`, channel-major).
@@ -213,12 +250,24 @@ fn per_channel_corrupt(
     })
 }
 
-/// The clean images at `indices` followed by one perturbed copy of each. Seeded by `seed`.
-pub fn clean_and_perturbed(images: &ImageSet, indices: &[usize], seed: u64) -> Result<ImageSet> {
+/// The clean images at `indices` followed by one perturbed copy of each, its kind drawn
+/// uniformly from `kinds`. Seeded by `seed`.
+pub fn clean_and_perturbed(
+    images: &ImageSet,
+    indices: &[usize],
+    seed: u64,
+    kinds: PerturbationKinds,
+) -> Result<ImageSet> {
+    let kinds = kinds.list();
+    if kinds.is_empty() {
+        return Err(Error::Perturbation(
+            "every perturbation kind is excluded: nothing to perturb with".into(),
+        ));
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut set = images.subset(indices);
     for &index in indices {
-        let kind = Perturbation::ALL[rng.random_range(0..Perturbation::ALL.len())];
+        let kind = kinds[rng.random_range(0..kinds.len())];
         let perturbed =
             perturb(images.image(index), images.shape, kind, &mut rng).map_err(|error| {
                 Error::Perturbation(format!("perturbing image {index} ({kind:?}): {error}"))
@@ -227,4 +276,47 @@ pub fn clean_and_perturbed(images: &ImageSet, indices: &[usize], seed: u64) -> R
     }
     set.count = 2 * indices.len();
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The discriminants index ALL (the mask relies on it), and excluding a kind removes
+    /// exactly that one.
+    #[test]
+    fn kinds_without_one_keep_the_others_in_order() {
+        for (index, kind) in Perturbation::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, index);
+        }
+        assert_eq!(PerturbationKinds::ALL.list(), Perturbation::ALL.to_vec());
+        let kinds = PerturbationKinds::ALL
+            .without(Perturbation::Occlusion)
+            .without(Perturbation::Jpeg);
+        let list = kinds.list();
+        assert_eq!(list.len(), Perturbation::ALL.len() - 2);
+        assert!(!list.contains(&Perturbation::Occlusion) && !list.contains(&Perturbation::Jpeg));
+    }
+
+    #[test]
+    fn excluded_kinds_are_never_drawn_and_excluding_all_is_an_error() {
+        let images = ImageSet {
+            pixels: (0..16 * 16 * 4).map(|v| (v % 251) as u8).collect(),
+            count: 4,
+            shape: [1, 16, 16],
+        };
+        let indices = [0, 1, 2, 3];
+        // Only inversion left: every perturbed copy is the inverted image.
+        let only_invert = Perturbation::ALL
+            .into_iter()
+            .filter(|&kind| kind != Perturbation::Invert)
+            .fold(PerturbationKinds::ALL, PerturbationKinds::without);
+        let pair = clean_and_perturbed(&images, &indices, 7, only_invert).expect("perturbs");
+        for index in indices {
+            let inverted: Vec<u8> = images.image(index).iter().map(|v| 255 - v).collect();
+            assert_eq!(pair.image(4 + index), &inverted[..]);
+        }
+        let none = only_invert.without(Perturbation::Invert);
+        assert!(clean_and_perturbed(&images, &indices, 7, none).is_err());
+    }
 }

@@ -1,0 +1,364 @@
+//! `flowgate fit`: a camera gate from a video or a folder of frames in one command.
+//!
+//! The steps are `scripts/run.sh`'s, with every choice that depended on vtest.avi made from
+//! the input: the frames ([`source`]) at a size that follows the camera's aspect ratio
+//! ([`size`]), the held-out final segment ([`split`]), the two trainings from the built-in
+//! recipes ([`recipe`]), int8 quantisation, calibration on the held-out frames, the board's
+//! budget ([`budget`]), and the report ([`report`], [`plot`]). Everything but the gate and
+//! its report lives in a work folder, so that running the same command again continues where
+//! the last run stopped.
+
+mod budget;
+mod error;
+mod plot;
+mod recipe;
+mod report;
+mod size;
+mod source;
+mod split;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub use budget::{Board, Cost};
+pub use error::{FitError, FitResult};
+pub use recipe::Recipes;
+pub use report::{LEAST_NORMAL, Outlier, Report, report_paths};
+pub use size::{EXTRACTION_SCALE, GATE_WIDTH, GateSize};
+pub use source::{FRAMES_DIR, Input, MANIFEST, Manifest};
+pub use split::{HELD_OUT_SHARE, MIN_HELD_OUT, Split};
+
+use crate::atomic_write;
+use crate::calibration::{self, CalibratedScore};
+use crate::config::TrainConfig;
+use crate::distil::{DistilOptions, Teacher};
+use crate::run_folder::{RunFolder, files};
+use crate::training::{self, Compute, RunOptions};
+
+/// The teacher's run folder inside the work folder.
+pub const TEACHER_RUN: &str = "teacher";
+/// The gate's (student's) run folder inside the work folder.
+pub const GATE_RUN: &str = "gate";
+/// LAMBDA of the distillation, as run.sh uses it.
+pub const DISTIL_WEIGHT: f64 = 1.0;
+
+/// What `flowgate fit` was asked.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// A video file or a folder of images.
+    pub input: PathBuf,
+    /// The gate to write (`.fgm`).
+    pub out: PathBuf,
+    /// The work folder [default: `<stem>.fit` beside `out`].
+    pub work: Option<PathBuf>,
+    /// Target false-reject rate on the held-out frames.
+    pub rate: f64,
+    /// A board config the gate must fit.
+    pub board: Option<PathBuf>,
+    /// Both trainings' step count (and the cap of the extractor's pretraining).
+    pub steps: Option<usize>,
+    /// Replaces the built-in teacher recipe.
+    pub teacher_config: Option<PathBuf>,
+    /// Replaces the built-in gate recipe.
+    pub student_config: Option<PathBuf>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl FitOptions {
+    /// The work folder: `--work`, or `<stem>.fit` beside the gate.
+    pub fn work_dir(&self) -> PathBuf {
+        if let Some(work) = &self.work {
+            return work.clone();
+        }
+        let stem = self
+            .out
+            .file_stem()
+            .map_or_else(|| "gate".into(), |s| s.to_string_lossy().into_owned());
+        self.out
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(format!("{stem}.fit"))
+    }
+}
+
+/// One step of fit, on stderr.
+fn step(text: &str) {
+    eprintln!("==> {text}");
+}
+
+/// Fits a gate: see the module's documentation. Writes the report, then the gate (so a gate
+/// on disk always has its report), each atomically; returns what the report shows.
+pub fn fit(options: &FitOptions) -> FitResult<Report> {
+    let started = Instant::now();
+    if !(options.rate > 0.0 && options.rate < 0.5) {
+        return Err(FitError::Trainer(crate::Error::Evaluation(format!(
+            "--rate must be in (0, 0.5), got {}",
+            options.rate
+        ))));
+    }
+    // Everything that can be refused without writing anything is checked first.
+    let input = Input::open(&options.input)?;
+    if options.out.is_dir() {
+        return Err(FitError::OutIsFolder(options.out.clone()));
+    }
+    let board = options.board.as_deref().map(Board::load).transpose()?;
+    let recipes = Recipes::load(
+        options.teacher_config.as_deref(),
+        options.student_config.as_deref(),
+    )?;
+    let camera = input.frame_size()?;
+    let size = size::choose(camera, &recipes)?;
+    step(&format!("gate input {size}"));
+    if let Some(board) = &board {
+        let planned = recipes.for_camera(
+            (size.width, size.height),
+            Path::new("."),
+            MIN_HELD_OUT,
+            options.steps,
+        )?;
+        let cost = budget::student_cost(&planned.student)?;
+        board.check(&cost, "the recipe's student, checked before training")?;
+        step(&format!("before training: {}", board.describe(&cost)));
+    }
+
+    let work = options.work_dir();
+    let work_is_new = !work.exists();
+    std::fs::create_dir_all(&work).map_err(FitError::io(&work))?;
+    let (frames, split) = match prepare_frames(&input, &work, &size) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            // A refused input leaves nothing behind that this run created.
+            if work_is_new {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            return Err(error);
+        }
+    };
+    let frames_dir = std::path::absolute(&frames.dir).map_err(FitError::io(&frames.dir))?;
+    let configs = recipes.for_camera(
+        (size.width, size.height),
+        &frames_dir,
+        split.held_out,
+        options.steps,
+    )?;
+    let origins = &frames.manifest.origins;
+    step(&format!(
+        "{} frames{}: training on {}; held out for early stopping and calibration: {}",
+        split.frames,
+        if frames.reused {
+            " (reused from the work folder)"
+        } else {
+            ""
+        },
+        split::describe(origins, split.train_range()),
+        split::describe(origins, split.held_out_range())
+    ));
+
+    let mut trainings = Vec::new();
+    let teacher_dir = work.join(TEACHER_RUN);
+    let teacher_resume = frames.reused && resumable(&teacher_dir, &configs.teacher)?;
+    step(&format!(
+        "teacher {} ({} steps{})",
+        configs.teacher.name,
+        configs.teacher.train.steps,
+        if teacher_resume { ", resuming" } else { "" }
+    ));
+    let (teacher_report, _) = training::train_run(
+        &configs.teacher,
+        &RunOptions {
+            data_dir: work.clone(),
+            out_dir: teacher_dir.clone(),
+            resume: teacher_resume,
+            progress: options.progress,
+            compute: Compute::Cpu,
+            provenance: format!("flowgate fit --input {}", options.input.display()),
+        },
+    )?;
+    trainings.push(describe_training(
+        &configs.teacher.name,
+        teacher_report.steps_run,
+        teacher_report.best,
+    ));
+    let teacher = Teacher::load(&teacher_dir)?;
+
+    let gate_dir = work.join(GATE_RUN);
+    // A student distilled from an earlier teacher must not continue against a new one.
+    let student_resume =
+        frames.reused && teacher_report.steps_run == 0 && resumable(&gate_dir, &configs.student)?;
+    step(&format!(
+        "gate {} distilled from the teacher, LAMBDA {DISTIL_WEIGHT} ({} steps{})",
+        configs.student.name,
+        configs.student.train.steps,
+        if student_resume { ", resuming" } else { "" }
+    ));
+    let (student_report, _) = crate::distil::distil(
+        &configs.student,
+        &teacher,
+        &DistilOptions {
+            weight: DISTIL_WEIGHT,
+            ..DistilOptions::default()
+        },
+        &RunOptions {
+            data_dir: work.clone(),
+            out_dir: gate_dir.clone(),
+            resume: student_resume,
+            progress: options.progress,
+            compute: Compute::Cpu,
+            provenance: format!(
+                "flowgate fit --input {} (distilled from {}, LAMBDA {DISTIL_WEIGHT})",
+                options.input.display(),
+                configs.teacher.name
+            ),
+        },
+    )?;
+    trainings.push(describe_training(
+        &configs.student.name,
+        student_report.steps_run,
+        student_report.best,
+    ));
+
+    step(&format!(
+        "int8, calibrated at {:.1}% false rejects (bits/dim) on the held-out frames",
+        100.0 * options.rate
+    ));
+    let int8 = quantized(&gate_dir.join(files::EXPORTED_MODEL))?;
+    let (train_set, held_out) = training::training_data(&configs.student, &work)?;
+    if (train_set.count, held_out.count) != (split.train, split.held_out) {
+        return Err(FitError::WorkFolder {
+            path: frames.dir.clone(),
+            reason: format!(
+                "read {} training and {} held-out frames, the manifest says {} and {}; delete \
+                 the work folder and run again",
+                train_set.count, held_out.count, split.train, split.held_out
+            ),
+        });
+    }
+    let how = format!(
+        "flowgate calibrate --score bpd --rate {} (flowgate fit, held-out {})",
+        options.rate,
+        split::describe(origins, split.held_out_range())
+    );
+    let calibrated = calibration::calibrate(
+        &int8,
+        &held_out,
+        CalibratedScore::BitsPerDim,
+        options.rate,
+        &how,
+    )?;
+    let cost = budget::cost(&calibrated.bytes)?;
+    if let Some(board) = &board {
+        board.check(&cost, "the calibrated int8 gate")?;
+    }
+
+    let gate =
+        flowgate_edge::Gate::with_limits(&calibrated.bytes, flowgate_edge::Limits::UNLIMITED)
+            .map_err(crate::Error::from)?;
+    let train_scores = crate::scoring::gate_scores(&gate, &train_set)?.bits_per_dim;
+    let held_out_scores = crate::scoring::gate_scores(&gate, &held_out)?.bits_per_dim;
+    let least_normal = report::least_normal(
+        &train_scores,
+        &origins[split.train_range()],
+        &frames.manifest.frames[split.train_range()],
+        LEAST_NORMAL,
+    );
+    let report = Report {
+        input: options.input.clone(),
+        gate: options.out.clone(),
+        work: work.clone(),
+        size,
+        split,
+        origins: origins.clone(),
+        train_scores,
+        held_out_scores,
+        threshold: calibrated.threshold,
+        rate: options.rate,
+        held_out_rejected: calibrated.rejected,
+        least_normal,
+        cost,
+        board: report::board_line(board.as_ref(), &cost),
+        trainings,
+        frames_reused: frames.reused,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let (html_path, png_path) = report_paths(&options.out);
+    if let Some(parent) = options.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(FitError::io(parent))?;
+    }
+    let png = plot::score_histogram(
+        &png_path,
+        &report.held_out_scores,
+        &report.train_scores,
+        report.threshold,
+    )
+    .map_err(crate::Error::from)?;
+    let png_name = png_path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let write = |path: &Path, bytes: &[u8]| {
+        atomic_write::write_bytes(path, bytes).map_err(|e| FitError::Trainer(e.into()))
+    };
+    write(&png_path, &png)?;
+    write(&html_path, report.html(&png_name).as_bytes())?;
+    write(&options.out, &calibrated.bytes)?;
+    Ok(report)
+}
+
+/// The frames and their split, refusing too few.
+fn prepare_frames(
+    input: &Input,
+    work: &Path,
+    size: &GateSize,
+) -> FitResult<(source::Frames, Split)> {
+    let frames = source::prepare(input, work, size.extraction())?;
+    let split = Split::of(frames.manifest.frames.len(), input.path())?;
+    Ok((frames, split))
+}
+
+/// Whether the run folder `dir` holds an earlier run of `config` that a resume can continue:
+/// the same config but for the step count, and a checkpoint no later than it.
+fn resumable(dir: &Path, config: &TrainConfig) -> FitResult<bool> {
+    let run = RunFolder::open(dir);
+    let Ok(earlier) = run.read_config() else {
+        return Ok(false);
+    };
+    let mut same_steps = earlier.clone();
+    same_steps.train.steps = config.train.steps;
+    if let (
+        crate::flows::Architecture::Embedding { extractor: a, .. },
+        crate::flows::Architecture::Embedding { extractor: b, .. },
+    ) = (
+        &mut same_steps.model.architecture,
+        &config.model.architecture,
+    ) {
+        // The extractor was pretrained once, before the first step; its step count no longer
+        // matters to a run that continues.
+        a.steps = b.steps;
+    }
+    if same_steps != *config {
+        return Ok(false);
+    }
+    Ok(run
+        .checkpoint_step()?
+        .is_some_and(|step| step <= config.train.steps))
+}
+
+fn describe_training(name: &str, steps_run: usize, best: Option<(usize, f64)>) -> String {
+    let mut text = format!("{name}: {steps_run} steps run now");
+    if let Some((step, objective)) = best {
+        text.push_str(&format!(
+            ", kept the weights of step {step} (held-out {objective:.3})"
+        ));
+    }
+    text
+}
+
+/// The run's exported f32 model, quantised to int8.
+fn quantized(exported: &Path) -> FitResult<Vec<u8>> {
+    let bytes = std::fs::read(exported).map_err(FitError::io(exported))?;
+    let model = flowgate_shared::decode(&bytes)
+        .map_err(crate::Error::from)?
+        .model;
+    let int8 = crate::quantize::quantize_model(&model).map_err(crate::Error::from)?;
+    Ok(flowgate_shared::encode(&int8).map_err(crate::Error::from)?)
+}

@@ -1,0 +1,114 @@
+//! The two trainings `fit` runs, as `scripts/run.sh` runs them: the teacher, a flow on
+//! embeddings (configs/camera-embedding.toml), and the gate distilled from it
+//! (configs/camera-realnvp.toml, LAMBDA 1). The configs are built in, so fit needs no file;
+//! `--teacher-config` / `--student-config` replace them. Either way fit owns the fields that
+//! depend on the camera: the dataset (the work folder's frames), the held-out count and the
+//! input size.
+
+use std::path::Path;
+
+use super::error::{FitError, FitResult};
+use crate::config::{DatasetSource, TrainConfig};
+use crate::flows::Architecture;
+
+/// The teacher's recipe, as committed in configs/.
+const TEACHER_RECIPE: &str = include_str!("../../../configs/camera-embedding.toml");
+/// The gate's recipe, as committed in configs/.
+const STUDENT_RECIPE: &str = include_str!("../../../configs/camera-realnvp.toml");
+
+/// The recipes before fit fills in the camera's fields.
+#[derive(Debug, Clone)]
+pub struct Recipes {
+    /// The teacher's config.
+    pub teacher: TrainConfig,
+    /// The gate's (student's) config.
+    pub student: TrainConfig,
+}
+
+impl Recipes {
+    /// The built-in recipes, or the files given instead.
+    pub fn load(teacher: Option<&Path>, student: Option<&Path>) -> FitResult<Self> {
+        Ok(Recipes {
+            teacher: load_one(teacher, TEACHER_RECIPE, "built-in camera-embedding")?,
+            student: load_one(student, STUDENT_RECIPE, "built-in camera-realnvp")?,
+        })
+    }
+
+    /// Both recipes with the camera's fields set: input `width` x `height` gray, the frames
+    /// of `frames_dir` as the dataset with the last `held_out` held out, and `steps` (when
+    /// given) as both trainings' step count and as the cap of the extractor's pretraining.
+    pub fn for_camera(
+        &self,
+        (width, height): (usize, usize),
+        frames_dir: &Path,
+        held_out: usize,
+        steps: Option<usize>,
+    ) -> FitResult<Self> {
+        let fill = |recipe: &TrainConfig| -> FitResult<TrainConfig> {
+            let mut config = recipe.clone();
+            config.model.channels = 1;
+            config.model.width = width;
+            config.model.height = height;
+            config.data.dataset = DatasetSource::Folder(frames_dir.to_path_buf());
+            config.data.validation = held_out;
+            // Every frame trains: the split is the held-out count alone.
+            config.data.limit = None;
+            if let Some(steps) = steps {
+                config.train.steps = steps;
+                // A quick try with a few steps should not spend minutes pretraining the
+                // teacher's extractor.
+                if let Architecture::Embedding { extractor, .. } = &mut config.model.architecture {
+                    extractor.steps = extractor.steps.min(steps);
+                }
+            }
+            config
+                .validate(&config.name.clone())
+                .map_err(|e| recipe_error(&config.name, e))?;
+            Ok(config)
+        };
+        Ok(Recipes {
+            teacher: fill(&self.teacher)?,
+            student: fill(&self.student)?,
+        })
+    }
+}
+
+fn load_one(path: Option<&Path>, built_in: &str, built_in_name: &str) -> FitResult<TrainConfig> {
+    match path {
+        Some(path) => TrainConfig::load(path).map_err(|e| recipe_error(&path.display(), e)),
+        None => TrainConfig::from_toml(built_in, built_in_name)
+            .map_err(|e| recipe_error(&built_in_name, e)),
+    }
+}
+
+fn recipe_error(origin: &dyn std::fmt::Display, error: impl std::fmt::Display) -> FitError {
+    FitError::Recipe {
+        origin: origin.to_string(),
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_recipes_load_and_take_the_camera_fields() {
+        let recipes = Recipes::load(None, None).unwrap();
+        assert_eq!(recipes.teacher.name, "camera-embedding");
+        assert_eq!(recipes.student.name, "camera-realnvp");
+        let filled = recipes
+            .for_camera((32, 18), Path::new("/tmp/frames"), 20, Some(7))
+            .unwrap();
+        for config in [&filled.teacher, &filled.student] {
+            assert_eq!((config.model.width, config.model.height), (32, 18));
+            assert_eq!(config.data.validation, 20);
+            assert_eq!(config.train.steps, 7);
+        }
+        let Architecture::Embedding { extractor, .. } = &filled.teacher.model.architecture else {
+            panic!("the teacher is a flow on embeddings");
+        };
+        assert_eq!(extractor.steps, 7);
+    }
+}
