@@ -50,6 +50,18 @@ pub enum ImageError {
         source: ::image::ImageError,
     },
 
+    /// The file declares an image without pixels (a zero width or height), which decoders
+    /// accept and no gate can score.
+    #[error("{path}: the image is {width}x{height}: no pixels to score", path = path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// Its declared width.
+        width: u32,
+        /// Its declared height.
+        height: u32,
+    },
+
     /// The file is larger than [`MAX_FILE_BYTES`].
     #[error("{path}: {bytes} bytes, larger than the {MAX_FILE_BYTES}-byte limit on image files", path = path.display())]
     TooLarge {
@@ -172,6 +184,13 @@ pub fn decode_image(
     reader.limits(limits);
     let image = reader.decode().map_err(decode_error)?;
     let (width, height) = (image.width(), image.height());
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty {
+            path: origin.to_path_buf(),
+            width,
+            height,
+        });
+    }
     let (format, pixels) = if channels == 1 && !image.color().has_color() {
         (PixelFormat::Gray8, gray8(image))
     } else {
@@ -263,5 +282,31 @@ mod tests {
         let error = decode_image(&bomb, Path::new("bomb.pgm"), 1).expect_err("over the limits");
         assert!(matches!(error, ImageError::Decode { .. }), "{error}");
         assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    /// Found by the image_decode fuzz target: a plain PGM header read as 0 pixels wide
+    /// ("P2" then width "0") decodes to an empty image, which is now an error naming it.
+    #[test]
+    fn an_image_without_pixels_is_an_error() {
+        for channels in [1, 3] {
+            let error = decode_image(b"P20\n895 8", Path::new("empty.pgm"), channels)
+                .expect_err("no pixels");
+            assert!(
+                matches!(
+                    error,
+                    ImageError::Empty {
+                        width: 0,
+                        height: 895,
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("empty.pgm: the image is 0x895")
+            );
+        }
     }
 }
