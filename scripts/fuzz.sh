@@ -8,6 +8,8 @@
 # Environment:
 #   FUZZ_SECONDS   seconds per target (default 60)
 #   FUZZ_JOBS      parallel fuzzing processes per target (default 1)
+#   FUZZ_SEED      libFuzzer's random seed (default 0: a new one each run); the smoke test in
+#                  scripts/test.sh fixes it, so CI explores the same inputs every time
 #
 # Each target starts from its committed seeds (edge-runtime/fuzz/seeds/TARGET, and
 # trainer/fuzz/seeds/TARGET) and grows a corpus under target/fuzz-corpus/TARGET, which later
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
+fuzz_seed=${FUZZ_SEED:-0}
 # Folder of each target's fuzz crate.
 declare -A crate_of=(
     [model_decode]=edge-runtime/fuzz [model_score]=edge-runtime/fuzz
@@ -50,7 +53,7 @@ for target in "${targets[@]}"; do
     log="$root/target/fuzz-corpus/$target.log"
     # The fuzz crates are their own workspaces: their builds go to their own target folders.
     (cd "$crate" && cargo +nightly fuzz run "$target" -O --jobs "$jobs" "$corpus" "seeds/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536) \
+        -max_total_time="$seconds" -seed="$fuzz_seed" -rss_limit_mb=2048 -timeout=10 -max_len=65536) \
         2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done|==[0-9]+==|SUMMARY|thread .* panicked)' || true
     if grep -qE 'ERROR: libFuzzer|panicked|SUMMARY: .*Sanitizer|Test unit written' "$log"; then
         echo "fuzz: $target FAILED: see $log and $crate/artifacts/$target" >&2
