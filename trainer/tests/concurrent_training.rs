@@ -4,6 +4,8 @@
 //! used to draw its initial weights and noise from that generator, so threads took each
 //! other's draws: trainer/tests/distil.rs had to serialise its tests for that reason.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,34 +18,8 @@ use flowgate_trainer::export::{ExportInfo, to_file_bytes};
 use flowgate_trainer::training::{self, Compute, files};
 
 fn config(seed: u64) -> TrainConfig {
-    let text = format!(
-        r#"
-name = "concurrent"
-[model]
-channels = 1
-height = 28
-width = 28
-[model.architecture]
-kind = "real_nvp"
-scales = 2
-[model.st_net]
-channels = 4
-blocks = 1
-[data]
-dataset = "fashion-mnist"
-validation = 32
-limit = 256
-mutation_rate = 0.1
-[train]
-lr = 5e-3
-grad_clip = 100.0
-batch = 16
-steps = 8
-seed = {seed}
-checkpoint_every = 4
-validate_every = 3
-"#
-    );
+    let train = format!("steps = 8\nseed = {seed}\ncheckpoint_every = 4\nvalidate_every = 3");
+    let text = common::small_realnvp_toml("concurrent", "mutation_rate = 0.1", &train);
     TrainConfig::from_toml(&text, "concurrent").expect("valid config")
 }
 

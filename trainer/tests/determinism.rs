@@ -1,39 +1,16 @@
 //! The same seed gives the same model, and a resumed run the same model as an uninterrupted
 //! one (batches, dequantisation noise, optimiser state and early stopping included).
 
+mod common;
+
 use flowgate_trainer::config::TrainConfig;
 use flowgate_trainer::data;
 use flowgate_trainer::export::{ExportInfo, to_file_bytes};
 use flowgate_trainer::training::{self, Compute};
 
 fn config(steps: usize) -> TrainConfig {
-    let text = format!(
-        r#"
-name = "determinism"
-[model]
-channels = 1
-height = 28
-width = 28
-[model.architecture]
-kind = "real_nvp"
-scales = 2
-[model.st_net]
-channels = 4
-blocks = 1
-[data]
-dataset = "fashion-mnist"
-validation = 32
-limit = 256
-[train]
-lr = 5e-3
-grad_clip = 100.0
-batch = 16
-steps = {steps}
-seed = 3
-checkpoint_every = 3
-validate_every = 2
-"#
-    );
+    let train = format!("steps = {steps}\nseed = 3\ncheckpoint_every = 3\nvalidate_every = 2");
+    let text = common::small_realnvp_toml("determinism", "", &train);
     TrainConfig::from_toml(&text, "determinism").expect("valid config")
 }
 

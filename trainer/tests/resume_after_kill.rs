@@ -3,6 +3,8 @@
 //! makes, byte for byte (the model file, which holds every weight and batch-norm statistic,
 //! and the best weights' record).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,31 +16,15 @@ use flowgate_trainer::training::{self, files};
 
 const STEPS: usize = 40;
 
-const CONFIG: &str = r#"
-name = "killed"
-[model]
-channels = 1
-height = 28
-width = 28
-[model.architecture]
-kind = "real_nvp"
-scales = 2
-[model.st_net]
-channels = 4
-blocks = 1
-[data]
-dataset = "fashion-mnist"
-validation = 32
-limit = 256
-[train]
-lr = 5e-3
-grad_clip = 100.0
-batch = 16
-steps = 40
-seed = 11
-checkpoint_every = 2
-validate_every = 3
-"#;
+/// The run's config: checkpoints every 2 steps, so a kill soon after the first one leaves
+/// most of the run to resume.
+fn config_text() -> String {
+    common::small_realnvp_toml(
+        "killed",
+        "",
+        &format!("steps = {STEPS}\nseed = 11\ncheckpoint_every = 2\nvalidate_every = 3"),
+    )
+}
 
 /// A fresh temporary folder, removed when dropped.
 struct Scratch(PathBuf);
@@ -151,8 +137,9 @@ fn a_killed_run_leaves_loadable_files_and_resumes_to_the_uninterrupted_model() {
     std::fs::create_dir_all(&scratch.0).expect("a scratch folder");
     // One config file for both runs: its path is in the model file's provenance.
     let config_path = scratch.0.join("config.toml");
-    std::fs::write(&config_path, CONFIG).expect("writes the config");
-    let config = TrainConfig::from_toml(CONFIG, "killed").expect("valid config");
+    let text = config_text();
+    std::fs::write(&config_path, &text).expect("writes the config");
+    let config = TrainConfig::from_toml(&text, "killed").expect("valid config");
     assert_eq!(config.train.steps, STEPS);
 
     let killed = scratch.0.join("killed");
