@@ -69,6 +69,18 @@ impl Limits {
     }
 }
 
+#[cfg(feature = "std")]
+impl Limits {
+    /// A board config's budget (`[memory] budget_kib`, `[model] max_macs_per_frame`), as
+    /// `flowgate-edge --board` and `flowgate fit --board` apply it.
+    pub fn of_board(board: &flowgate_shared::board::BoardConfig) -> Self {
+        Limits {
+            max_memory_bytes: board.memory.bytes(),
+            max_macs_per_frame: board.model.max_macs_per_frame,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::DEFAULT

@@ -185,11 +185,7 @@ impl LimitArgs {
         let (mut limits, board) = match &self.board {
             Some(path) => {
                 let board = BoardConfig::load(path)?;
-                let limits = Limits {
-                    max_memory_bytes: board.memory.bytes(),
-                    max_macs_per_frame: board.model.max_macs_per_frame,
-                };
-                (limits, Some(board.board.name))
+                (Limits::of_board(&board), Some(board.board.name))
             }
             None => (Limits::DEFAULT, None),
         };

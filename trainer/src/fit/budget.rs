@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flowgate_edge::{Gate, Limit, Limits};
+use flowgate_edge::{Gate, Limits};
 use flowgate_shared::board::{BoardConfig, WeightFormat};
 
 use super::error::{FitError, FitResult};
@@ -89,40 +89,33 @@ impl Board {
         })?;
         Ok(Board {
             path: path.to_path_buf(),
-            limits: Limits {
-                max_memory_bytes: config.memory.bytes(),
-                max_macs_per_frame: config.model.max_macs_per_frame,
-            },
+            limits: Limits::of_board(&config),
             name: config.board.name,
             weights: config.model.weights,
         })
     }
 
-    /// Whether `cost` fits; `what` names the model in the error.
+    /// Whether `cost` fits, by the gate's own load-time checks in the gate's order (MACs,
+    /// then memory); `what` names the model in the error.
     pub fn check(&self, cost: &Cost, what: &'static str) -> FitResult<()> {
-        let exceeded = |limit, needed, allowed| FitError::ExceedsBoard {
-            board: self.name.clone(),
-            what,
-            limit,
-            needed,
-            allowed,
-            hint: "; give a smaller --student-config (fewer st_net channels, blocks or scales)",
-        };
-        if cost.macs_per_frame > self.limits.max_macs_per_frame {
-            return Err(exceeded(
-                Limit::MacsPerFrame,
-                cost.macs_per_frame,
-                self.limits.max_macs_per_frame,
-            ));
-        }
-        if cost.memory_bytes > self.limits.max_memory_bytes {
-            return Err(exceeded(
-                Limit::Memory,
-                cost.memory_bytes,
-                self.limits.max_memory_bytes,
-            ));
-        }
-        Ok(())
+        self.limits
+            .check_macs(cost.macs_per_frame)
+            .and_then(|()| self.limits.check_memory(cost.memory_bytes))
+            .map_err(|error| match error {
+                flowgate_edge::Error::LimitExceeded {
+                    limit,
+                    needed,
+                    allowed,
+                } => FitError::ExceedsBoard {
+                    board: self.name.clone(),
+                    what,
+                    limit,
+                    needed,
+                    allowed,
+                    hint: "; give a smaller --student-config (fewer st_net channels, blocks or scales)",
+                },
+                other => FitError::Trainer(crate::Error::from(other)),
+            })
     }
 
     /// One line for the report: the budget and how much of it the gate takes.
