@@ -37,10 +37,10 @@ pub enum PlotError {
 }
 
 /// The font family every plot uses; registered from embedded bytes on first use.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Registers DejaVu Sans (regular and bold) as plotters' `sans-serif` family, once.
-fn ensure_fonts() {
+pub(crate) fn ensure_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Both are valid TrueType files shipped by the `dejavu` crate; a failure here would be

@@ -4,25 +4,12 @@
 //! [`crate::eval::plots`] draws, with the same embedded font.
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
-use crate::eval::plots::PlotError;
+use crate::eval::plots::{FONT, PlotError, ensure_fonts};
 
-const FONT: &str = "sans-serif";
 const BINS: usize = 40;
-
-/// Registers DejaVu Sans as plotters' sans-serif family (the same bytes `eval::plots`
-/// registers; registering twice replaces a font with itself).
-fn ensure_fonts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
-        let _ = register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
-    });
-}
 
 /// The axis: every finite score and the threshold, with a margin.
 pub fn axis_range(sets: &[&[f64]], threshold: f64) -> (f64, f64) {
