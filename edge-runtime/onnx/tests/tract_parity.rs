@@ -141,6 +141,28 @@ fn camera_vtest() {
         "camera-vtest (DequantizeLinear)",
         agreement(&model_file, &dequantize_linear(), &images),
     );
+    // The decision a user of the exported graph makes (reject when bits/dim is above the
+    // threshold in its metadata) is the gate's on every frame.
+    let model = decode(&model_file).expect("a valid model").model;
+    let threshold = model.threshold.as_ref().expect("calibrated").ood_score;
+    let onnx = export(&model_file, &ExportOptions::default()).expect("exports");
+    let plan = tract_plan(&onnx, &model.input, Some(images.len()));
+    let tract = tract_scores(&plan, &model.input, &images);
+    let runtime = runtime_scores(&model_file, &images);
+    let mut rejected = 0;
+    for (frame, (&(_, bpd), &(_, tract_bpd))) in runtime.iter().zip(&tract).enumerate() {
+        let gate_rejects = bpd > f64::from(threshold);
+        assert_eq!(
+            gate_rejects,
+            tract_bpd > threshold,
+            "frame {frame}: {bpd} bits/dim in the runtime, {tract_bpd} in tract, threshold {threshold}"
+        );
+        rejected += usize::from(gate_rejects);
+    }
+    println!(
+        "camera-vtest: the same decision on all {} held-out frames ({rejected} rejected)",
+        images.len()
+    );
 }
 
 /// Far out of the camera model's distribution (garments, photographs: 14 to 1600 bits/dim,
