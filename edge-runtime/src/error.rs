@@ -24,6 +24,17 @@ pub enum Error {
         /// The frame's (width, height).
         found: (u32, u32),
     },
+    /// The model has a native-resolution detail branch, which reads frames of exactly the
+    /// camera's size; this frame has another.
+    DetailFrameSize {
+        /// The (width, height) the detail branch was made for.
+        expected: (u32, u32),
+        /// The frame's (width, height).
+        found: (u32, u32),
+    },
+    /// The model has a native-resolution detail branch, so it scores whole frames only, not
+    /// pixel levels already reduced to the thumbnail.
+    DetailNeedsFrame,
     /// The model disagreed with itself while running: unreachable for a validated model.
     Inconsistent,
     /// The requested kernels need instructions this CPU (or this build) lacks.
@@ -88,6 +99,16 @@ impl fmt::Display for Error {
                 f,
                 "frame is {}x{}, the model takes exactly {}x{} and does not resize",
                 found.0, found.1, expected.0, expected.1
+            ),
+            Error::DetailFrameSize { expected, found } => write!(
+                f,
+                "frame is {}x{}, but the model's detail branch reads the camera's own {}x{} frames \
+                 (give the frames at the size the camera delivers)",
+                found.0, found.1, expected.0, expected.1
+            ),
+            Error::DetailNeedsFrame => f.write_str(
+                "the model has a native-resolution detail branch: it scores whole camera frames, \
+                 not thumbnails",
             ),
             Error::Inconsistent => f.write_str("the model is internally inconsistent"),
             Error::KernelsUnavailable(path) => {

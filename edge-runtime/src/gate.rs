@@ -1,7 +1,9 @@
 //! The gate: a model borrowed from its file and planned once, scoring frames in
 //! caller-provided scratch.
 
-use flowgate_shared::{Dims, Model, ModelSummary, ValidatedModel, decode};
+use flowgate_shared::{
+    Bytes, Detail, Dims, Model, ModelSummary, ValidatedModel, decode, decode_payload, patch_origin,
+};
 
 use crate::error::{Error, Result};
 use crate::flow::{Scratch, log_density};
@@ -9,7 +11,7 @@ use crate::frame::Frame;
 use crate::kernels::KernelPath;
 use crate::limits::Limits;
 use crate::plan::{self, Builder, PlanSizes, Step};
-use crate::preprocess::{LogitTable, frame_levels};
+use crate::preprocess::{LogitTable, frame_levels, patch_levels};
 
 /// `ln 2`.
 const LN_2: f64 = core::f64::consts::LN_2;
@@ -58,23 +60,35 @@ pub struct Verdict {
     pub decision: Option<Decision>,
     /// Set when the frame is rejected because it could not be judged (fail closed).
     pub fault: Option<Fault>,
+    /// With a native-resolution detail branch: the mean bits/dim of the frame's patches (the
+    /// OOD score is then the combined one, [`flowgate_shared::Detail::combined_score`]).
+    pub detail_bits_per_dim: Option<f64>,
 }
 
 /// A loaded model, ready to score frames: the model's header fields, borrowed from its file,
-/// and its execution plan ([`crate::plan`]). Scoring allocates nothing.
+/// and its execution plan ([`crate::plan`]); with a native-resolution detail branch, the
+/// patch model's plan too. Scoring allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Gate<'a> {
-    model: Model<'a>,
-    summary: ModelSummary,
-    input: Dims,
+    main: Branch<'a>,
+    /// The detail branch's patch model (the branch's geometry is in `main.model.detail`).
+    patch: Option<Branch<'a>>,
     kernels: KernelPath,
-    plan: Plan<'a>,
-    sizes: PlanSizes,
-    logit: LogitTable,
     file_len: usize,
 }
 
-/// Where the plan lives: the caller's buffers, or the gate's own.
+/// One planned flow: the main model, or a detail branch's patch model.
+#[derive(Debug, Clone)]
+struct Branch<'a> {
+    model: Model<'a>,
+    summary: ModelSummary,
+    input: Dims,
+    plan: Plan<'a>,
+    sizes: PlanSizes,
+    logit: LogitTable,
+}
+
+/// Where a plan lives: the caller's buffers, or the gate's own.
 #[derive(Debug, Clone)]
 enum Plan<'a> {
     Borrowed {
@@ -106,12 +120,40 @@ impl Plan<'_> {
     }
 }
 
+/// A validated model and its patch model, if it has a detail branch, with their plans'
+/// sizes.
+struct Checked<'a> {
+    main: (ValidatedModel<'a>, PlanSizes),
+    patch: Option<(ValidatedModel<'a>, PlanSizes)>,
+}
+
+impl Checked<'_> {
+    /// Both plans together: steps and floats add up, the kernels' scratch is the larger.
+    fn plan_sizes(&self) -> PlanSizes {
+        let main = self.main.1;
+        match &self.patch {
+            None => main,
+            Some((_, patch)) => PlanSizes {
+                steps: main.steps.saturating_add(patch.steps),
+                floats: main.floats.saturating_add(patch.floats),
+                kernel_scratch: main.kernel_scratch.max(patch.kernel_scratch),
+            },
+        }
+    }
+
+    fn scratch_len(&self) -> usize {
+        let main = scratch_len(&self.main.0.summary, &self.main.1);
+        self.patch.as_ref().map_or(main, |(patch, sizes)| {
+            main.max(scratch_len(&patch.summary, sizes))
+        })
+    }
+}
+
 impl<'a> Gate<'a> {
     /// What [`Gate::new_in`] needs for this model file: decodes and validates it, and sizes
-    /// its plan.
+    /// its plan (with a detail branch, both plans together).
     pub fn plan_sizes(model_bytes: &[u8]) -> Result<PlanSizes> {
-        let validated = decode(model_bytes)?;
-        sizes_of(&validated)
+        Ok(check(model_bytes)?.plan_sizes())
     }
 
     /// Decodes and validates a model file, checks it against `limits`, and plans it into the
@@ -124,23 +166,28 @@ impl<'a> Gate<'a> {
         steps: &'a mut [Step],
         floats: &'a mut [f32],
     ) -> Result<Self> {
-        let (validated, sizes) = checked(model_bytes, limits)?;
-        if steps.len() < sizes.steps || floats.len() < sizes.floats {
+        let checked = checked(model_bytes, limits)?;
+        let needed = checked.plan_sizes();
+        if steps.len() < needed.steps || floats.len() < needed.floats {
             return Err(Error::PlanMemoryTooSmall {
-                needed: sizes,
+                needed,
                 steps: steps.len(),
                 floats: floats.len(),
             });
         }
-        let (steps, _) = steps.split_at_mut(sizes.steps);
-        let (floats, _) = floats.split_at_mut(sizes.floats);
-        plan::build(&validated.model, &mut Builder::writing(steps, floats))?;
-        Ok(Self::assemble(
-            validated,
-            sizes,
-            Plan::Borrowed { steps, floats },
-            model_bytes.len(),
-        ))
+        let Checked { main, patch } = checked;
+        let (main_steps, steps) = steps.split_at_mut(main.1.steps);
+        let (main_floats, floats) = floats.split_at_mut(main.1.floats);
+        let main = Branch::planned_in(main, main_steps, main_floats)?;
+        let patch = match patch {
+            None => None,
+            Some(patch) => {
+                let (patch_steps, _) = steps.split_at_mut(patch.1.steps);
+                let (patch_floats, _) = floats.split_at_mut(patch.1.floats);
+                Some(Branch::planned_in(patch, patch_steps, patch_floats)?)
+            }
+        };
+        Ok(Self::assemble(main, patch, model_bytes.len()))
     }
 
     /// Decodes and validates a model file, checks it against [`Limits::DEFAULT`], and plans
@@ -155,36 +202,17 @@ impl<'a> Gate<'a> {
     /// [`Limits::UNLIMITED`] on a workstation).
     #[cfg(feature = "alloc")]
     pub fn with_limits(model_bytes: &'a [u8], limits: Limits) -> Result<Self> {
-        let (validated, sizes) = checked(model_bytes, limits)?;
-        let mut steps = alloc::vec![Step::EMPTY; sizes.steps];
-        let mut floats = alloc::vec![0f32; sizes.floats];
-        plan::build(
-            &validated.model,
-            &mut Builder::writing(&mut steps, &mut floats),
-        )?;
-        Ok(Self::assemble(
-            validated,
-            sizes,
-            Plan::Owned { steps, floats },
-            model_bytes.len(),
-        ))
+        let Checked { main, patch } = checked(model_bytes, limits)?;
+        let main = Branch::planned_owned(main)?;
+        let patch = patch.map(Branch::planned_owned).transpose()?;
+        Ok(Self::assemble(main, patch, model_bytes.len()))
     }
 
-    fn assemble(
-        validated: ValidatedModel<'a>,
-        sizes: PlanSizes,
-        plan: Plan<'a>,
-        file_len: usize,
-    ) -> Self {
-        let spec = validated.model.input;
+    fn assemble(main: Branch<'a>, patch: Option<Branch<'a>>, file_len: usize) -> Self {
         Gate {
-            logit: LogitTable::new(spec.preprocess),
-            model: validated.model,
-            summary: validated.summary,
-            input: Dims::new(spec.channels, spec.height, spec.width),
+            main,
+            patch,
             kernels: KernelPath::detect(),
-            plan,
-            sizes,
             file_len,
         }
     }
@@ -204,55 +232,104 @@ impl<'a> Gate<'a> {
         self.kernels
     }
 
-    /// The f32 elements of scratch [`Gate::score`] needs.
+    /// The f32 elements of scratch [`Gate::score`] needs (the larger of the main flow's and
+    /// the patch model's: they run one after the other).
     pub fn scratch_len(&self) -> usize {
-        scratch_len(&self.summary, &self.sizes)
+        let main = self.main.scratch_len();
+        self.patch
+            .as_ref()
+            .map_or(main, |patch| main.max(patch.scratch_len()))
     }
 
     /// The model.
     pub fn model(&self) -> &Model<'a> {
-        &self.model
+        &self.main.model
     }
 
-    /// The model's sizes and costs.
+    /// The model's sizes and costs (with a detail branch, its costs included).
     pub fn summary(&self) -> &ModelSummary {
-        &self.summary
+        &self.main.summary
     }
 
-    /// The plan's sizes: its memory besides the model file and the scratch.
+    /// The detail branch's patch model, if the model has a detail branch.
+    pub fn patch_model(&self) -> Option<&Model<'a>> {
+        self.patch.as_ref().map(|patch| &patch.model)
+    }
+
+    /// The plan's sizes: its memory besides the model file and the scratch (both plans, with
+    /// a detail branch).
     pub fn plan_memory(&self) -> PlanSizes {
-        self.sizes
+        let main = self.main.sizes;
+        match &self.patch {
+            None => main,
+            Some(patch) => PlanSizes {
+                steps: main.steps.saturating_add(patch.sizes.steps),
+                floats: main.floats.saturating_add(patch.sizes.floats),
+                kernel_scratch: main.kernel_scratch.max(patch.sizes.kernel_scratch),
+            },
+        }
     }
 
     /// Bytes the gate needs in all, as [`Limits`] count them: the model file, the plan and
     /// the scratch.
     pub fn memory_bytes(&self) -> u64 {
-        memory_bytes(self.file_len, &self.summary, &self.sizes)
+        memory_bytes(self.file_len, self.plan_memory(), self.scratch_len())
     }
 
     /// Scores a frame: resizes and converts it to the model's input, runs the flow, and
-    /// compares the OOD score with the threshold (failing closed: see [`judge`]). `scratch`
-    /// needs [`Gate::scratch_len`] elements; its contents on entry do not matter.
+    /// compares the OOD score with the threshold (failing closed: see [`judge`]). With a
+    /// detail branch the frame must have the camera's own size; the patches are scored too
+    /// and the OOD score is the combined one ([`flowgate_shared::Detail`]). `scratch` needs
+    /// [`Gate::scratch_len`] elements; its contents on entry do not matter.
     pub fn score(&self, frame: &Frame<'_>, scratch: &mut [f32]) -> Result<Verdict> {
-        let parts = self.split_scratch(scratch)?;
+        if let Some(detail) = &self.main.model.detail {
+            let expected = (detail.frame_width, detail.frame_height);
+            let found = (frame.width(), frame.height());
+            if expected != found {
+                return Err(Error::DetailFrameSize { expected, found });
+            }
+        }
+        self.check_scratch(scratch)?;
+        let parts = self.main.split_scratch(scratch)?;
         let input = parts
             .state
-            .get_mut(..self.input.elements() as usize)
+            .get_mut(..self.main.input.elements() as usize)
             .ok_or(Error::Inconsistent)?;
-        frame_levels(frame, &self.model.input, input)?;
-        self.score_levels(parts)
+        frame_levels(frame, &self.main.model.input, input)?;
+        let (log_likelihood, bits_per_dim) = self.main.log_likelihood(parts, self.kernels)?;
+        let frame_score = self.main.model.score.ood_score(bits_per_dim);
+        let threshold = self.main.model.threshold.as_ref().map(|t| t.ood_score);
+        let (Some(detail), Some(patch)) = (&self.main.model.detail, &self.patch) else {
+            return Ok(judge(log_likelihood, bits_per_dim, frame_score, threshold));
+        };
+        let detail_bits_per_dim =
+            patch.mean_patch_bits_per_dim(detail, frame, scratch, self.kernels)?;
+        let ood_score = detail.combined_score(frame_score, detail_bits_per_dim);
+        let mut verdict = judge(log_likelihood, bits_per_dim, ood_score, threshold);
+        verdict.detail_bits_per_dim = Some(detail_bits_per_dim);
+        Ok(verdict)
     }
 
     /// Scores pixel levels already at the model's input size (channel-major, 0..=255), held
-    /// in the first `C * H * W` elements of `scratch`.
+    /// in the first `C * H * W` elements of `scratch`. Refused for a model with a detail
+    /// branch ([`Error::DetailNeedsFrame`]): its patches come from the whole frame.
     pub fn score_levels_in_scratch(&self, scratch: &mut [f32]) -> Result<Verdict> {
-        let parts = self.split_scratch(scratch)?;
-        self.score_levels(parts)
+        if self.patch.is_some() {
+            return Err(Error::DetailNeedsFrame);
+        }
+        self.check_scratch(scratch)?;
+        let parts = self.main.split_scratch(scratch)?;
+        let (log_likelihood, bits_per_dim) = self.main.log_likelihood(parts, self.kernels)?;
+        let ood_score = self.main.model.score.ood_score(bits_per_dim);
+        Ok(judge(
+            log_likelihood,
+            bits_per_dim,
+            ood_score,
+            self.main.model.threshold.as_ref().map(|t| t.ood_score),
+        ))
     }
 
-    /// The flow's state, the work area and the kernels' scratch, after checking the scratch
-    /// is large enough.
-    fn split_scratch<'s>(&self, scratch: &'s mut [f32]) -> Result<Scratch<'s>> {
+    fn check_scratch(&self, scratch: &[f32]) -> Result<()> {
         let needed = self.scratch_len();
         if scratch.len() < needed {
             return Err(Error::ScratchTooSmall {
@@ -260,6 +337,58 @@ impl<'a> Gate<'a> {
                 provided: scratch.len(),
             });
         }
+        Ok(())
+    }
+}
+
+impl<'a> Branch<'a> {
+    fn planned_in(
+        (validated, sizes): (ValidatedModel<'a>, PlanSizes),
+        steps: &'a mut [Step],
+        floats: &'a mut [f32],
+    ) -> Result<Self> {
+        plan::build(&validated.model, &mut Builder::writing(steps, floats))?;
+        Ok(Self::assemble(
+            validated,
+            sizes,
+            Plan::Borrowed { steps, floats },
+        ))
+    }
+
+    #[cfg(feature = "alloc")]
+    fn planned_owned((validated, sizes): (ValidatedModel<'a>, PlanSizes)) -> Result<Self> {
+        let mut steps = alloc::vec![Step::EMPTY; sizes.steps];
+        let mut floats = alloc::vec![0f32; sizes.floats];
+        plan::build(
+            &validated.model,
+            &mut Builder::writing(&mut steps, &mut floats),
+        )?;
+        Ok(Self::assemble(
+            validated,
+            sizes,
+            Plan::Owned { steps, floats },
+        ))
+    }
+
+    fn assemble(validated: ValidatedModel<'a>, sizes: PlanSizes, plan: Plan<'a>) -> Self {
+        let spec = validated.model.input;
+        Branch {
+            logit: LogitTable::new(spec.preprocess),
+            model: validated.model,
+            summary: validated.summary,
+            input: Dims::new(spec.channels, spec.height, spec.width),
+            plan,
+            sizes,
+        }
+    }
+
+    fn scratch_len(&self) -> usize {
+        scratch_len(&self.summary, &self.sizes)
+    }
+
+    /// The flow's state, the work area and the kernels' scratch (the caller checked the
+    /// scratch's length against the gate's).
+    fn split_scratch<'s>(&self, scratch: &'s mut [f32]) -> Result<Scratch<'s>> {
         let (state, rest) = scratch
             .split_at_mut_checked(self.summary.scratch.state)
             .ok_or(Error::Inconsistent)?;
@@ -273,7 +402,9 @@ impl<'a> Gate<'a> {
         })
     }
 
-    fn score_levels(&self, scratch: Scratch<'_>) -> Result<Verdict> {
+    /// The log-likelihood (nats) and bits/dim of the levels in the state's first `C * H * W`
+    /// elements.
+    fn log_likelihood(&self, scratch: Scratch<'_>, kernels: KernelPath) -> Result<(f64, f64)> {
         let dims = self.input.elements() as usize;
         let input = scratch.state.get_mut(..dims).ok_or(Error::Inconsistent)?;
         let preprocess_log_det = self.logit.apply(self.model.input.preprocess, input);
@@ -282,20 +413,69 @@ impl<'a> Gate<'a> {
             self.plan.floats(),
             self.input,
             scratch,
-            self.kernels,
+            kernels,
         )?;
         // A flow on embeddings models the embedding, not the pixels the preprocessing maps.
         if !self.summary.embedded {
             log_likelihood += preprocess_log_det;
         }
         let bits_per_dim = -log_likelihood / (self.summary.density_dims as f64 * LN_2);
-        let ood_score = self.model.score.ood_score(bits_per_dim);
-        Ok(judge(
-            log_likelihood,
-            bits_per_dim,
-            ood_score,
-            self.model.threshold.as_ref().map(|t| t.ood_score),
-        ))
+        Ok((log_likelihood, bits_per_dim))
+    }
+
+    /// The mean bits/dim of the detail branch's patches of `frame` (this branch being the
+    /// patch model).
+    fn mean_patch_bits_per_dim(
+        &self,
+        detail: &Detail<'_>,
+        frame: &Frame<'_>,
+        scratch: &mut [f32],
+        kernels: KernelPath,
+    ) -> Result<f64> {
+        let patch = (self.input.width, self.input.height);
+        let frame_size = (frame.width(), frame.height());
+        let patches = detail.patches();
+        let mut sum = 0.0f64;
+        for index in 0..patches {
+            let origin = patch_origin(frame_size, (detail.columns, detail.rows), patch, index)
+                .ok_or(Error::Inconsistent)?;
+            let parts = self.split_scratch(scratch)?;
+            patch_levels(frame, origin, patch, parts.state)?;
+            sum += self.log_likelihood(parts, kernels)?.1;
+        }
+        Ok(sum / patches as f64)
+    }
+}
+
+/// Decodes and validates a model and, if it has a detail branch, its patch model; sizes
+/// their plans.
+fn check(model_bytes: &[u8]) -> Result<Checked<'_>> {
+    let validated = decode(model_bytes)?;
+    let patch = match &validated.model.detail {
+        None => None,
+        Some(detail) => Some(patch_model(detail)?),
+    };
+    let main_sizes = sizes_of(&validated)?;
+    let patch = match patch {
+        None => None,
+        Some(patch) => {
+            let sizes = sizes_of(&patch)?;
+            Some((patch, sizes))
+        }
+    };
+    Ok(Checked {
+        main: (validated, main_sizes),
+        patch,
+    })
+}
+
+/// The detail branch's patch model, decoded from the bytes it borrows from the file.
+fn patch_model<'a>(detail: &Detail<'a>) -> Result<ValidatedModel<'a>> {
+    match &detail.patch_model {
+        Bytes::Borrowed(payload) => Ok(decode_payload(payload)?),
+        // A gate borrows a decoded file, whose byte strings are always borrowed.
+        #[cfg(feature = "alloc")]
+        Bytes::Owned(_) => Err(Error::Inconsistent),
     }
 }
 
@@ -311,20 +491,23 @@ fn scratch_len(summary: &ModelSummary, sizes: &PlanSizes) -> usize {
     summary.scratch.total().saturating_add(sizes.kernel_scratch)
 }
 
-/// Decodes, validates and sizes a model, and checks the whole of its memory (file, plan and
+/// Decodes, validates and sizes a model, and checks the whole of its memory (file, plans and
 /// scratch) and its cost against `limits`, before anything is allocated.
-fn checked(model_bytes: &[u8], limits: Limits) -> Result<(ValidatedModel<'_>, PlanSizes)> {
-    let validated = decode(model_bytes)?;
-    limits.check_macs(validated.summary.macs_per_frame)?;
-    let sizes = sizes_of(&validated)?;
-    limits.check_memory(memory_bytes(model_bytes.len(), &validated.summary, &sizes))?;
-    Ok((validated, sizes))
+fn checked(model_bytes: &[u8], limits: Limits) -> Result<Checked<'_>> {
+    let checked = check(model_bytes)?;
+    limits.check_macs(checked.main.0.summary.macs_per_frame)?;
+    limits.check_memory(memory_bytes(
+        model_bytes.len(),
+        checked.plan_sizes(),
+        checked.scratch_len(),
+    ))?;
+    Ok(checked)
 }
 
-fn memory_bytes(file_len: usize, summary: &ModelSummary, sizes: &PlanSizes) -> u64 {
-    let scratch_bytes = (scratch_len(summary, sizes) as u64).saturating_mul(4);
+fn memory_bytes(file_len: usize, plan: PlanSizes, scratch_len: usize) -> u64 {
+    let scratch_bytes = (scratch_len as u64).saturating_mul(4);
     (file_len as u64)
-        .saturating_add(sizes.bytes())
+        .saturating_add(plan.bytes())
         .saturating_add(scratch_bytes)
 }
 
@@ -357,6 +540,7 @@ pub fn judge(
         ood_score,
         decision,
         fault,
+        detail_bits_per_dim: None,
     }
 }
 

@@ -54,6 +54,32 @@ pub fn frame_levels(frame: &Frame<'_>, input: &InputSpec, levels: &mut [f32]) ->
     Ok(())
 }
 
+/// Writes the gray levels (full-range luma, rounded to integers as [`frame_levels`] rounds)
+/// of the `width x height` patch whose top-left pixel is `origin` into `levels`, row by row.
+/// The detail branch's patches: read at the frame's own resolution, never resized.
+pub fn patch_levels(
+    frame: &Frame<'_>,
+    origin: (u32, u32),
+    (width, height): (u32, u32),
+    levels: &mut [f32],
+) -> Result<()> {
+    let (x0, y0) = (origin.0 as usize, origin.1 as usize);
+    let (width, height) = (width as usize, height as usize);
+    if x0 + width > frame.width() as usize || y0 + height > frame.height() as usize {
+        return Err(Error::Inconsistent);
+    }
+    let levels = levels
+        .get_mut(..width * height)
+        .ok_or(Error::Inconsistent)?;
+    for (dy, out_row) in levels.chunks_exact_mut(width.max(1)).enumerate() {
+        let row = frame.row((y0 + dy) as u32);
+        for (dx, out) in out_row.iter_mut().enumerate() {
+            *out = libm::roundf(frame.luma(row, x0 + dx)).clamp(0.0, 255.0);
+        }
+    }
+    Ok(())
+}
+
 fn sample(frame: &Frame<'_>, row: &[u8], x: usize, channel: usize, channels: usize) -> f32 {
     if channels == 1 {
         frame.luma(row, x)

@@ -668,6 +668,7 @@ fn model(
         flow: Seq::from_vec(flow),
         score: ScoreKind::BitsPerDim,
         threshold: None,
+        detail: None,
     }
 }
 
@@ -1719,4 +1720,103 @@ fn typical_score_is_two_sided() {
         below && above,
         "the frames must straddle the centre: {bpd:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. The native-resolution detail branch.
+// ---------------------------------------------------------------------------------------
+
+/// Where patch `index` of a `cols x rows` grid sits in a `fw x fh` frame, computed naively
+/// from the format's words: centred on its cell's centre (rounded down), moved inside the
+/// frame at the edges.
+fn naive_patch_origin(
+    fw: usize,
+    fh: usize,
+    cols: usize,
+    rows: usize,
+    p: usize,
+    index: usize,
+) -> (usize, usize) {
+    let (row, col) = (index / cols, index % cols);
+    let centre_x = ((col as f64 + 0.5) * fw as f64 / cols as f64).floor() as i64;
+    let centre_y = ((row as f64 + 0.5) * fh as f64 / rows as f64).floor() as i64;
+    let start = |centre: i64, extent: usize| {
+        (centre - (p / 2) as i64).clamp(0, (extent - p) as i64) as usize
+    };
+    (start(centre_x, fw), start(centre_y, fh))
+}
+
+#[test]
+fn detail_branch_matches_the_oracle_on_its_patches() {
+    let model = flowgate_shared::example::tiny_detail_model();
+    let detail = model.detail.clone().expect("a detail branch");
+    let patch_model = flowgate_shared::decode_payload(detail.patch_model.as_slice())
+        .expect("the patch model decodes")
+        .model;
+    let (fw, fh) = (detail.frame_width as usize, detail.frame_height as usize);
+    let (cols, rows) = (detail.columns as usize, detail.rows as usize);
+    let p = patch_model.input.width as usize;
+    let bytes = encode(&model).expect("encodes");
+    let gate = Gate::new(&bytes).expect("loads");
+    // The same main flow without the branch scores the thumbnail.
+    let plain_bytes = encode(&Model {
+        detail: None,
+        ..model.clone()
+    })
+    .expect("encodes");
+    let plain = Gate::new(&plain_bytes).expect("loads");
+    let mut worst = 0.0f64;
+    for (n, frame) in test_frames(fw * fh, 83, 6).iter().enumerate() {
+        let thumbnail = score_frame(&plain, frame, fw as u32, fh as u32, PixelFormat::Gray8);
+        let mut patch_bits = 0.0;
+        for index in 0..cols * rows {
+            let (x0, y0) = naive_patch_origin(fw, fh, cols, rows, p, index);
+            let levels: Vec<u8> = (0..p * p)
+                .map(|k| frame[(y0 + k / p) * fw + x0 + k % p])
+                .collect();
+            patch_bits += oracle(&patch_model, &levels).bits_per_dim;
+        }
+        let mean = patch_bits / (cols * rows) as f64;
+        let frame_z =
+            (thumbnail.ood_score - f64::from(detail.frame.center)) / f64::from(detail.frame.spread);
+        let detail_z =
+            ((mean - f64::from(detail.detail.center)) / f64::from(detail.detail.spread)).abs();
+        let expected = frame_z.max(detail_z);
+        for path in KernelPath::ALL.into_iter().filter(|path| path.available()) {
+            let gate = gate.clone().with_kernels(path).expect("available");
+            let verdict = score_frame(&gate, frame, fw as u32, fh as u32, PixelFormat::Gray8);
+            let got = verdict.detail_bits_per_dim.expect("the branch scored");
+            let delta = (got - mean).abs();
+            assert!(
+                delta <= BPD_TOLERANCE,
+                "frame {n} [{path}]: patches {got} vs oracle {mean}"
+            );
+            // Standardising divides by spreads of 0.25 and 0.5: at most 4x the bpd tolerance.
+            assert!(
+                (verdict.ood_score - expected).abs() <= 4.0 * BPD_TOLERANCE,
+                "frame {n} [{path}]: combined {} vs {expected}",
+                verdict.ood_score
+            );
+            let thumbnail_here = score_frame(
+                &plain.clone().with_kernels(path).expect("available"),
+                frame,
+                fw as u32,
+                fh as u32,
+                PixelFormat::Gray8,
+            );
+            assert_eq!(
+                verdict.bits_per_dim, thumbnail_here.bits_per_dim,
+                "frame {n} [{path}]: the thumbnail scores as without the branch"
+            );
+            let threshold = f64::from(model.threshold.as_ref().unwrap().ood_score);
+            let decision = if verdict.ood_score > threshold {
+                Decision::Reject
+            } else {
+                Decision::Accept
+            };
+            assert_eq!(verdict.decision, Some(decision), "frame {n} [{path}]");
+            worst = worst.max(delta);
+        }
+    }
+    eprintln!("detail branch: worst |delta bpd| {worst:e}");
 }

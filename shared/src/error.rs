@@ -79,6 +79,8 @@ pub enum Location {
     Threshold,
     /// The OOD score's definition.
     Score,
+    /// The native-resolution detail branch (its geometry, standardisation or patch model).
+    Detail,
 }
 
 /// A broken validation rule.
@@ -138,6 +140,9 @@ pub enum Invalid {
     /// An actnorm's log-scale or a coupling's scale exceeds
     /// [`crate::validate::MAX_LOG_SCALE`] in magnitude.
     LogScaleOutOfRange,
+    /// The detail branch's patch model is not a gray, exact-size, uncalibrated model without
+    /// a detail branch of its own, or does not decode.
+    PatchModel,
 }
 
 impl fmt::Display for Error {
@@ -183,6 +188,7 @@ impl fmt::Display for Location {
             Location::Net { layer, node } => write!(f, "flow layer {layer}, network node {node}"),
             Location::Threshold => f.write_str("the threshold"),
             Location::Score => f.write_str("the OOD score"),
+            Location::Detail => f.write_str("the detail branch"),
         }
     }
 }
@@ -228,6 +234,10 @@ impl fmt::Display for Invalid {
                 f,
                 "a log-scale (actnorm log_scale or coupling scale) exceeds {} in magnitude",
                 crate::validate::MAX_LOG_SCALE
+            ),
+            Invalid::PatchModel => f.write_str(
+                "the patch model must decode as a gray, exact-size model with the plain bits/dim \
+                 score, no threshold and no detail branch, no larger than the frame",
             ),
         }
     }

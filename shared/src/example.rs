@@ -4,7 +4,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::bytes::Seq;
+use crate::bytes::{Bytes, Seq};
+use crate::detail::{Detail, Standardise};
 use crate::layers::{
     ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, Embed, FlowLayer, InvertibleConv1x1,
     Linear, Mask, NetNode, NetOp, Quadrant,
@@ -231,6 +232,7 @@ pub fn tiny_model() -> Model<'static> {
             calibration_frames: 100,
             quantiles,
         }),
+        detail: None,
     }
 }
 
@@ -278,6 +280,41 @@ pub fn tiny_embedding_model() -> Model<'static> {
         provenance: "flowgate_shared::example::tiny_embedding_model",
         flow: Seq::from_vec(flow),
         threshold: None,
+        ..tiny_model()
+    }
+}
+
+/// [`tiny_model`] with a native-resolution detail branch over 24x18 frames: a 3x2 grid of
+/// 4x4 patches scored by the tiny model itself (exact size, no threshold).
+pub fn tiny_detail_model() -> Model<'static> {
+    let patch = Model {
+        name: "tiny-patch",
+        threshold: None,
+        input: InputSpec {
+            resize: Resize::Exact,
+            ..tiny_model().input
+        },
+        ..tiny_model()
+    };
+    let payload = postcard::to_allocvec(&patch)
+        .unwrap_or_else(|_| unreachable!("a model in memory always encodes"));
+    Model {
+        name: "tiny-detail",
+        detail: Some(Detail {
+            frame_width: 24,
+            frame_height: 18,
+            columns: 3,
+            rows: 2,
+            patch_model: Bytes::Owned(payload),
+            frame: Standardise {
+                center: 2.0,
+                spread: 0.25,
+            },
+            detail: Standardise {
+                center: 1.5,
+                spread: 0.5,
+            },
+        }),
         ..tiny_model()
     }
 }

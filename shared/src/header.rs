@@ -14,14 +14,23 @@ use crate::error::{Error, Result};
 
 /// First bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"FLOWGATE";
-/// The format version this build reads and writes. Bump on any change to the payload types
-/// other than appending enum variants.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes. Bump on any change to the payload types other than
+/// appending enum variants. Version 2 appended the model's detail branch; version 1 files
+/// are still read ([`OLDEST_READABLE_VERSION`]).
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 20;
 
-/// Checks the header and checksum and returns the payload.
+/// Checks the header and checksum and returns the payload (of format version
+/// [`FORMAT_VERSION`] or older: see [`unframe_versioned`]).
 pub fn unframe(file: &[u8]) -> Result<&[u8]> {
+    unframe_versioned(file).map(|(_, payload)| payload)
+}
+
+/// Checks the header and checksum and returns the format version and the payload.
+pub fn unframe_versioned(file: &[u8]) -> Result<(u16, &[u8])> {
     let (header, payload) = file
         .split_first_chunk::<HEADER_LEN>()
         .ok_or(Error::TooShort { len: file.len() })?;
@@ -29,7 +38,7 @@ pub fn unframe(file: &[u8]) -> Result<&[u8]> {
         return Err(Error::BadMagic);
     }
     let version = u16::from_le_bytes([header[8], header[9]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -50,7 +59,7 @@ pub fn unframe(file: &[u8]) -> Result<&[u8]> {
     if stored != computed {
         return Err(Error::ChecksumMismatch { stored, computed });
     }
-    Ok(payload)
+    Ok((version, payload))
 }
 
 /// The header for `payload`.

@@ -21,6 +21,7 @@ extern crate std;
 pub mod board;
 pub mod bytes;
 pub mod calibration;
+pub mod detail;
 pub mod error;
 #[cfg(feature = "alloc")]
 pub mod example;
@@ -33,15 +34,16 @@ pub mod tensor;
 pub mod validate;
 
 pub use bytes::{Bytes, Seq};
+pub use detail::{Detail, Standardise, patch_origin};
 pub use error::{Error, Invalid, Location, Result};
-pub use header::{FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use header::{FORMAT_VERSION, HEADER_LEN, MAGIC, OLDEST_READABLE_VERSION};
 pub use layers::{
     ActNorm, ChannelAffine, Conv2d, ConvTranspose2d, Coupling, Embed, FlowLayer, InvertibleConv1x1,
     Linear, Mask, NetNode, NetOp, Quadrant,
 };
 pub use model::{InputSpec, Model, Preprocess, Quantile, Resize, ScoreKind, Threshold};
 pub use tensor::{Precision, Tensor, TensorData};
-pub use validate::{Dims, ModelSummary, ScratchPlan};
+pub use validate::{DetailSummary, Dims, ModelSummary, ScratchPlan};
 
 /// A decoded model that passed validation, with its costs.
 #[derive(Debug, Clone)]
@@ -54,18 +56,31 @@ pub struct ValidatedModel<'a> {
 
 /// Checks the header and checksum, decodes the payload and validates the model.
 pub fn decode(file: &[u8]) -> Result<ValidatedModel<'_>> {
-    decode_payload(header::unframe(file)?)
+    match header::unframe_versioned(file)? {
+        (1, payload) => {
+            let model = take_all::<model::ModelV1<'_>>(payload)?.into();
+            let summary = validate::validate(&model)?;
+            Ok(ValidatedModel { model, summary })
+        }
+        (_, payload) => decode_payload(payload),
+    }
 }
 
-/// Decodes and validates a payload without its header (no checksum).
-pub fn decode_payload(payload: &[u8]) -> Result<ValidatedModel<'_>> {
-    let (model, unread) =
-        postcard::take_from_bytes::<Model<'_>>(payload).map_err(Error::Payload)?;
+/// The one `T` that `payload` holds, with no bytes left over.
+pub(crate) fn take_all<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> Result<T> {
+    let (value, unread) = postcard::take_from_bytes::<T>(payload).map_err(Error::Payload)?;
     if !unread.is_empty() {
         return Err(Error::TrailingPayload {
             unread: unread.len(),
         });
     }
+    Ok(value)
+}
+
+/// Decodes and validates a payload of the current format version without its header (no
+/// checksum).
+pub fn decode_payload(payload: &[u8]) -> Result<ValidatedModel<'_>> {
+    let model = take_all::<Model<'_>>(payload)?;
     let summary = validate::validate(&model)?;
     Ok(ValidatedModel { model, summary })
 }

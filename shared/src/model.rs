@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::Seq;
+use crate::detail::Detail;
 use crate::layers::FlowLayer;
 
 /// Most quantiles a threshold record keeps.
@@ -22,8 +23,39 @@ pub struct Model<'a> {
     pub flow: Seq<'a, FlowLayer<'a>>,
     /// How the log-likelihood becomes an OOD score.
     pub score: ScoreKind,
-    /// The calibrated decision threshold, if the model has been calibrated.
+    /// The calibrated decision threshold, if the model has been calibrated. With a detail
+    /// branch it applies to the combined score ([`Detail::combined_score`]).
     pub threshold: Option<Threshold>,
+    /// The native-resolution detail branch, if the model has one (format version 2).
+    #[serde(borrow)]
+    pub detail: Option<Detail<'a>>,
+}
+
+/// A model as format version 1 wrote it: [`Model`] before the detail branch. Read so that
+/// files written before version 2 keep working.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ModelV1<'a> {
+    name: &'a str,
+    provenance: &'a str,
+    input: InputSpec,
+    #[serde(borrow)]
+    flow: Seq<'a, FlowLayer<'a>>,
+    score: ScoreKind,
+    threshold: Option<Threshold>,
+}
+
+impl<'a> From<ModelV1<'a>> for Model<'a> {
+    fn from(v1: ModelV1<'a>) -> Self {
+        Model {
+            name: v1.name,
+            provenance: v1.provenance,
+            input: v1.input,
+            flow: v1.flow,
+            score: v1.score,
+            threshold: v1.threshold,
+            detail: None,
+        }
+    }
 }
 
 /// The flow's input and the map from raw 8-bit pixels to it.

@@ -4,9 +4,10 @@
 //! activation fits the scratch the summary reports, and no size computation overflows.
 
 use crate::bytes::Seq;
+use crate::detail::Detail;
 use crate::error::{Error, Invalid, Location, Result};
 use crate::layers::{Coupling, FlowLayer, MAX_SLOTS, Mask, NetNode, NetOp};
-use crate::model::{Model, Preprocess, ScoreKind, Threshold};
+use crate::model::{Model, Preprocess, Resize, ScoreKind, Threshold};
 use crate::tensor::{Tensor, TensorData, shape_elements};
 
 /// Largest height, width or channel count of any activation.
@@ -92,9 +93,28 @@ pub struct ModelSummary {
     /// Multiply-accumulates per frame: convolutions, linear layers, 1x1 convolutions and
     /// per-channel affine maps (elementwise functions are not counted).
     pub macs_per_frame: u64,
-    /// Scratch layout for the runtime.
+    /// Scratch layout for the runtime (of the main flow: the patch model's is in
+    /// [`DetailSummary::patch_scratch`]).
     pub scratch: ScratchPlan,
+    /// The detail branch's costs (included in the totals above), if there is one.
+    pub detail: Option<DetailSummary>,
 }
+
+/// What a model's detail branch costs; `ModelSummary`'s totals include it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetailSummary {
+    /// Patches scored per frame.
+    pub patches: u64,
+    /// `(width, height)` of one patch.
+    pub patch: (u32, u32),
+    /// Multiply-accumulates of one patch.
+    pub macs_per_patch: u64,
+    /// The patch model's scratch layout.
+    pub patch_scratch: ScratchPlan,
+}
+
+/// Most patches a detail branch may score per frame.
+pub const MAX_PATCHES: u64 = 4096;
 
 /// The runtime's scratch, in f32 elements: the flow's state, then a work area.
 ///
@@ -181,6 +201,7 @@ pub fn validate(model: &Model<'_>) -> Result<ModelSummary> {
             state: input_elements,
             work: 0,
         },
+        detail: None,
     };
 
     let mut layers = model.flow.iter();
@@ -219,7 +240,84 @@ pub fn validate(model: &Model<'_>) -> Result<ModelSummary> {
             reason,
         })?;
     }
+    if let Some(detail) = &model.detail {
+        let at_detail = |reason| Error::Invalid {
+            at: Location::Detail,
+            reason,
+        };
+        let costs = validate_detail(detail).map_err(at_detail)?;
+        add_detail_costs(&mut summary, &costs).map_err(at_detail)?;
+    }
     Ok(summary)
+}
+
+/// The detail branch's geometry, standardisation and patch model; the patch model's summary
+/// and the branch's costs.
+fn validate_detail(
+    detail: &Detail<'_>,
+) -> core::result::Result<(ModelSummary, DetailSummary), Invalid> {
+    Dims::new(1, detail.frame_height, detail.frame_width).checked()?;
+    let patches = detail.patches();
+    if patches == 0 || patches > MAX_PATCHES {
+        return Err(Invalid::DimensionOutOfRange {
+            value: patches.min(u64::from(u32::MAX)) as u32,
+        });
+    }
+    for part in [detail.frame, detail.detail] {
+        if !part.center.is_finite() || !part.spread.is_finite() {
+            return Err(Invalid::NonFinite);
+        }
+        if part.spread <= 0.0 {
+            return Err(Invalid::ParameterOutOfRange);
+        }
+    }
+    let patch_model = crate::take_all::<Model<'_>>(detail.patch_model.as_slice())
+        .map_err(|_| Invalid::PatchModel)?;
+    let input = patch_model.input;
+    let fits = patch_model.detail.is_none()
+        && patch_model.threshold.is_none()
+        && patch_model.score == ScoreKind::BitsPerDim
+        && input.channels == 1
+        && input.resize == Resize::Exact
+        && input.width <= detail.frame_width
+        && input.height <= detail.frame_height;
+    if !fits {
+        return Err(Invalid::PatchModel);
+    }
+    let patch_summary = validate(&patch_model).map_err(|error| match error {
+        Error::Invalid { reason, .. } => reason,
+        _ => Invalid::PatchModel,
+    })?;
+    let costs = DetailSummary {
+        patches,
+        patch: (input.width, input.height),
+        macs_per_patch: patch_summary.macs_per_frame,
+        patch_scratch: patch_summary.scratch,
+    };
+    Ok((patch_summary, costs))
+}
+
+fn add_detail_costs(
+    summary: &mut ModelSummary,
+    (patch, costs): &(ModelSummary, DetailSummary),
+) -> core::result::Result<(), Invalid> {
+    let macs = costs
+        .macs_per_patch
+        .checked_mul(costs.patches)
+        .ok_or(Invalid::TooLarge)?;
+    add_macs(summary, macs)?;
+    summary.parameters = summary
+        .parameters
+        .checked_add(patch.parameters)
+        .ok_or(Invalid::TooLarge)?;
+    summary.weight_bytes = summary
+        .weight_bytes
+        .checked_add(patch.weight_bytes)
+        .ok_or(Invalid::TooLarge)?;
+    summary.int8_tensors = summary.int8_tensors.saturating_add(patch.int8_tensors);
+    summary.f32_tensors = summary.f32_tensors.saturating_add(patch.f32_tensors);
+    summary.detail = Some(*costs);
+    Ok(())
 }
 
 fn validate_layer(

@@ -1,7 +1,7 @@
 //! Model-file round trips, pinned bytes, and robustness of the decoder against truncated,
 //! corrupted and random input.
 
-use flowgate_shared::example::tiny_model;
+use flowgate_shared::example::{tiny_detail_model, tiny_model};
 use flowgate_shared::{
     Dims, Error, FORMAT_VERSION, FlowLayer, HEADER_LEN, InputSpec, Invalid, Location, MAGIC, Model,
     NetOp, Preprocess, Resize, ScoreKind, Seq, Tensor, decode, decode_payload, encode,
@@ -85,7 +85,7 @@ fn header_bytes_are_pinned() {
     assert_eq!(&file[..8], b"FLOWGATE");
     assert_eq!(MAGIC, *b"FLOWGATE");
     assert_eq!(u16::from_le_bytes([file[8], file[9]]), FORMAT_VERSION);
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(FORMAT_VERSION, 2);
     let length = u32::from_le_bytes(file[12..16].try_into().unwrap()) as usize;
     assert_eq!(length, file.len() - HEADER_LEN);
     let crc = u32::from_le_bytes(file[16..20].try_into().unwrap());
@@ -107,6 +107,7 @@ fn minimal_model(score: ScoreKind) -> Model<'static> {
         flow: Seq::from_vec(Vec::new()),
         score,
         threshold: None,
+        detail: None,
     }
 }
 
@@ -128,6 +129,7 @@ fn minimal_model_wire_bytes_are_pinned() {
         &[0, 0],        // flow: count 0, no element bytes
         &[0],           // ScoreKind::BitsPerDim
         &[0],           // threshold: None
+        &[0],           // detail: None (format version 2)
     ]
     .concat();
     assert_eq!(payload, expected.as_slice());
@@ -143,7 +145,8 @@ fn typical_score_round_trips_and_needs_a_finite_center() {
     let mut model = minimal_model(ScoreKind::TypicalBitsPerDim { center: 4.5 });
     let file = encode(&model).expect("valid");
     let payload = &file[HEADER_LEN..];
-    let tail: Vec<u8> = [&[1][..], &4.5f32.to_le_bytes(), &[0]].concat();
+    // Variant 1, the centre, then no threshold and no detail branch.
+    let tail: Vec<u8> = [&[1][..], &4.5f32.to_le_bytes(), &[0, 0]].concat();
     assert!(payload.ends_with(&tail), "{payload:?}");
     assert_eq!(decode(&file).expect("decodes").model.score, model.score);
     assert!((model.score.ood_score(3.0) - 1.5).abs() < 1e-12);
@@ -239,14 +242,20 @@ fn framing_errors_are_specific() {
     assert_eq!(decode(&bad_magic).unwrap_err(), Error::BadMagic);
 
     let mut future = file.clone();
-    future[8] = 2;
+    future[8] = 3;
     assert_eq!(
         decode(&future).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
+    let mut before_the_first = file.clone();
+    before_the_first[8] = 0;
+    assert!(matches!(
+        decode(&before_the_first),
+        Err(Error::UnsupportedVersion { found: 0, .. })
+    ));
 
     let mut corrupted = file.clone();
     let last = corrupted.len() - 1;
@@ -389,4 +398,136 @@ fn embedding_models_count_the_embedding_and_must_embed_first() {
         invalid_reason(&moved),
         (Location::Flow { layer: 1 }, Invalid::EmbedNotFirst)
     );
+}
+
+/// A version-1 file: the model's payload without the detail field, under a version-1 header.
+fn version_1_file(model: &Model<'_>) -> Vec<u8> {
+    assert!(model.detail.is_none());
+    let file = encode(model).expect("valid");
+    let payload = &file[HEADER_LEN..file.len() - 1];
+    assert_eq!(
+        file.last(),
+        Some(&0),
+        "the detail field's None tag ends the payload"
+    );
+    let mut old = reframe(payload);
+    old[8..10].copy_from_slice(&1u16.to_le_bytes());
+    old
+}
+
+#[test]
+fn version_1_files_still_decode_without_a_detail_branch() {
+    let model = tiny_model();
+    let old = version_1_file(&model);
+    let decoded = decode(&old).expect("a version-1 file decodes");
+    assert!(decoded.model.detail.is_none());
+    assert_eq!(decoded.summary, decode(&tiny_file()).unwrap().summary);
+    // Re-encoding writes the current version.
+    assert_eq!(encode(&decoded.model).unwrap(), tiny_file());
+    // A version-1 header on a version-2 payload leaves a byte over.
+    let mut mislabelled = tiny_file();
+    mislabelled[8..10].copy_from_slice(&1u16.to_le_bytes());
+    assert!(matches!(
+        decode(&mislabelled),
+        Err(Error::TrailingPayload { unread: 1 })
+    ));
+}
+
+#[test]
+fn detail_branches_round_trip_and_count_their_patches() {
+    let model = tiny_detail_model();
+    let file = encode(&model).expect("valid");
+    let decoded = decode(&file).expect("decodes");
+    assert_eq!(encode(&decoded.model).unwrap(), file);
+    let plain = decode(&tiny_file()).unwrap().summary;
+    let summary = decoded.summary;
+    let detail = summary.detail.expect("the summary describes the branch");
+    assert_eq!(detail.patches, 6);
+    assert_eq!(detail.patch, (4, 4));
+    assert_eq!(detail.macs_per_patch, plain.macs_per_frame);
+    assert_eq!(summary.macs_per_frame, 7 * plain.macs_per_frame);
+    assert_eq!(summary.parameters, 2 * plain.parameters);
+    assert_eq!(summary.scratch, plain.scratch);
+    assert_eq!(detail.patch_scratch, plain.scratch);
+}
+
+#[test]
+fn detail_branches_are_validated() {
+    let with_detail = |change: &dyn Fn(&mut flowgate_shared::Detail<'static>)| {
+        let mut model = tiny_detail_model();
+        change(model.detail.as_mut().unwrap());
+        model
+    };
+    let patch_payload = |change: &dyn Fn(&mut Model<'static>)| {
+        let mut patch = tiny_model();
+        patch.threshold = None;
+        patch.input.resize = Resize::Exact;
+        change(&mut patch);
+        flowgate_shared::Bytes::Owned(postcard::to_allocvec(&patch).unwrap())
+    };
+    let cases: Vec<(&str, Model<'static>, Invalid)> = vec![
+        (
+            "zero spread",
+            with_detail(&|d| d.detail.spread = 0.0),
+            Invalid::ParameterOutOfRange,
+        ),
+        (
+            "NaN centre",
+            with_detail(&|d| d.frame.center = f32::NAN),
+            Invalid::NonFinite,
+        ),
+        (
+            "no patches",
+            with_detail(&|d| d.columns = 0),
+            Invalid::DimensionOutOfRange { value: 0 },
+        ),
+        (
+            "too many patches",
+            with_detail(&|d| (d.columns, d.rows) = (100, 100)),
+            Invalid::DimensionOutOfRange { value: 10_000 },
+        ),
+        (
+            "patch larger than the frame",
+            with_detail(&|d| d.frame_width = 3),
+            Invalid::PatchModel,
+        ),
+        (
+            "calibrated patch model",
+            with_detail(&|d| {
+                d.patch_model = patch_payload(&|p| p.threshold = tiny_model().threshold)
+            }),
+            Invalid::PatchModel,
+        ),
+        (
+            "resizing patch model",
+            with_detail(&|d| {
+                d.patch_model = patch_payload(&|p| p.input.resize = Resize::AreaAverage)
+            }),
+            Invalid::PatchModel,
+        ),
+        (
+            "nested detail branch",
+            with_detail(&|d| {
+                d.patch_model = patch_payload(&|p| p.detail = tiny_detail_model().detail)
+            }),
+            Invalid::PatchModel,
+        ),
+        (
+            "garbage patch model",
+            with_detail(&|d| d.patch_model = flowgate_shared::Bytes::Owned(vec![1, 2, 3])),
+            Invalid::PatchModel,
+        ),
+        (
+            "broken layer in the patch model",
+            with_detail(&|d| {
+                d.patch_model = patch_payload(&|p| {
+                    p.flow = Seq::from_vec(vec![FlowLayer::FactorOut { keep_channels: 0 }])
+                })
+            }),
+            Invalid::FactorOut,
+        ),
+    ];
+    for (what, model, reason) in cases {
+        assert_eq!(invalid_reason(&model), (Location::Detail, reason), "{what}");
+    }
 }

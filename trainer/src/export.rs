@@ -341,6 +341,7 @@ pub fn to_model<'a>(model: &FlowModel, info: &ExportInfo<'a>) -> Result<Model<'a
         flow: Seq::from_vec(layers),
         score: info.score.unwrap_or(ScoreKind::BitsPerDim),
         threshold: info.threshold.clone(),
+        detail: None,
     })
 }
 

@@ -149,6 +149,9 @@ fn map_model<'a>(model: &Model<'a>, weight: WeightMap) -> Result<Model<'a>, Quan
         flow: Seq::from_vec(layers),
         score: model.score,
         threshold: model.threshold.clone(),
+        // The patch model inside stays as its writer stored it (`fit` quantises it before
+        // attaching it).
+        detail: model.detail.clone(),
     })
 }
 

@@ -16,6 +16,7 @@
 //! | `log-likelihood` | `gdouble` | nats |
 //! | `bits-per-dim` | `gdouble` | |
 //! | `ood-score` | `gdouble` | higher = more anomalous |
+//! | `detail-bits-per-dim` | `gdouble` | mean bits/dim of the native-resolution patches; absent for a model without a detail branch |
 //! | `threshold` | `gdouble` | the model's calibrated threshold; absent for an uncalibrated model |
 //! | `decision` | string | `accept`, `reject`, or `none` (no threshold) |
 //! | `fault` | string | `none`, `non-finite-score`, or (messages only) `unscorable` |
@@ -76,6 +77,7 @@ pub fn read(buffer: &gst::BufferRef) -> Option<BufferVerdict> {
             ood_score: fields.get("ood-score").ok()?,
             decision: decision_from_name(fields.get("decision").ok()?)?,
             fault,
+            detail_bits_per_dim: fields.get("detail-bits-per-dim").ok(),
         },
         threshold: fields.get("threshold").ok(),
     })
@@ -155,6 +157,7 @@ impl Rejection {
                 ood_score: fields.get("ood-score").ok()?,
                 decision: decision_from_name(fields.get("decision").ok()?)?,
                 fault: (fault != NO_FAULT).then_some(Fault::NonFiniteScore),
+                detail_bits_per_dim: fields.get("detail-bits-per-dim").ok(),
             })
         };
         Some(Rejection {
@@ -210,6 +213,10 @@ fn set_scores(fields: &mut gst::StructureRef, verdict: &Verdict, threshold: Opti
     fields.set("log-likelihood", verdict.log_likelihood);
     fields.set("bits-per-dim", verdict.bits_per_dim);
     fields.set("ood-score", verdict.ood_score);
+    match verdict.detail_bits_per_dim {
+        Some(bits) => fields.set("detail-bits-per-dim", bits),
+        None => fields.remove_field("detail-bits-per-dim"),
+    }
     match threshold {
         Some(threshold) => fields.set("threshold", f64::from(threshold)),
         None => fields.remove_field("threshold"),

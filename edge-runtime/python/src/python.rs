@@ -45,6 +45,9 @@ pub struct Verdict {
     decision: Option<&'static str>,
     /// None, or "non-finite-score" for a frame rejected because its score overflowed.
     fault: Option<&'static str>,
+    /// With a native-resolution detail branch, the mean bits/dim of the frame's patches
+    /// (the OOD score then combines both); None without one.
+    detail_bits_per_dim: Option<f64>,
 }
 
 #[pymethods]
@@ -73,6 +76,7 @@ impl From<flowgate_edge::Verdict> for Verdict {
                 Decision::Reject => "reject",
             }),
             fault: verdict.fault.map(|fault| fault.name()),
+            detail_bits_per_dim: verdict.detail_bits_per_dim,
         }
     }
 }

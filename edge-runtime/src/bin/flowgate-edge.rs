@@ -1022,6 +1022,27 @@ fn describe_model(gate: &Gate<'_>, file_bytes: usize, out: &mut impl Write) -> R
         gate.memory_bytes()
     )?;
     writeln!(out, "score        {:?}", model.score)?;
+    if let (Some(detail), Some(costs), Some(patch)) =
+        (&model.detail, summary.detail, gate.patch_model())
+    {
+        writeln!(
+            out,
+            "detail       {}x{} frames at the camera's size: {}x{} grid of {}x{} patches, {} layers, {} MACs/patch",
+            detail.frame_width,
+            detail.frame_height,
+            detail.columns,
+            detail.rows,
+            costs.patch.0,
+            costs.patch.1,
+            patch.flow.len(),
+            costs.macs_per_patch
+        )?;
+        writeln!(
+            out,
+            "combined     score = max((frame score - {}) / {}, |patch bits/dim - {}| / {})",
+            detail.frame.center, detail.frame.spread, detail.detail.center, detail.detail.spread
+        )?;
+    }
     match &model.threshold {
         Some(threshold) => writeln!(
             out,

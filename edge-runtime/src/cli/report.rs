@@ -145,6 +145,7 @@ mod tests {
             ood_score: 1.127_171_6,
             decision,
             fault: None,
+            detail_bits_per_dim: None,
         }
     }
 
