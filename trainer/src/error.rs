@@ -232,6 +232,9 @@ pub enum Error {
     /// A request the evaluation or calibration cannot carry out.
     #[error("{0}")]
     Evaluation(String),
+    /// The detail branch cannot be made from this input or gate.
+    #[error("detail branch: {0}")]
+    Detail(String),
     /// Another training holds the run folder.
     #[error(
         "{}: another flowgate train or distil is writing into this run folder; wait for it to finish or choose another --out",

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod corrupt;
 pub mod data;
+pub mod detail;
 pub mod device;
 pub mod distil;
 pub mod driver;

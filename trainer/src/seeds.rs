@@ -30,6 +30,8 @@ pub enum Stream {
     ExtractorBatchOrder,
     /// The extractor pretraining's dequantisation noise, per step.
     ExtractorDequantization,
+    /// Where the detail branch's training patches are taken, per frame.
+    DetailPatches,
 }
 
 impl Stream {
@@ -43,6 +45,7 @@ impl Stream {
             Stream::HeldOutPerturbation => 6,
             Stream::ExtractorBatchOrder => 7,
             Stream::ExtractorDequantization => 8,
+            Stream::DetailPatches => 9,
         }
     }
 }

@@ -87,21 +87,42 @@ pub fn train(
 
 /// [`train`] with every option.
 pub fn train_run(config: &TrainConfig, options: &RunOptions) -> Result<(TrainReport, FlowModel)> {
+    let (train_set, held_out) = checked_training_data(config, &options.data_dir)?;
+    train_on_images(config, options, &train_set, &held_out)
+}
+
+/// [`train_run`] on images already in memory (the config's dataset is not read): for
+/// training sets a caller builds, such as the detail branch's patches.
+pub fn train_on_images(
+    config: &TrainConfig,
+    options: &RunOptions,
+    train_set: &ImageSet,
+    held_out: &ImageSet,
+) -> Result<(TrainReport, FlowModel)> {
+    if train_set.count == 0 {
+        return Err(Error::NoTrainingImages {
+            name: config.name.clone(),
+        });
+    }
+    if config.train.validate_every.is_some() && held_out.count == 0 {
+        return Err(Error::NoHeldOutImages {
+            name: config.name.clone(),
+        });
+    }
     let (run, _lock) = RunFolder::create(&options.out_dir)?;
     run.write_config(config)?;
-    let (train_set, held_out) = checked_training_data(config, &options.data_dir)?;
     let eval_device = device(options.compute)?;
     let device = eval_device.clone().autodiff();
-    let start = prepared_start(config, &run, options, (&train_set, &held_out), &device)?;
+    let start = prepared_start(config, &run, options, (train_set, held_out), &device)?;
     let mut objective = Likelihood {
-        held_out: &held_out,
+        held_out,
         dims: config.model.density_dims(),
         eval_device,
         recent: VecDeque::new(),
     };
     let outcome = driver::run(
         &flow_schedule(config, &run, options.progress, config.name.clone()),
-        &flow_batches(config, &train_set),
+        &flow_batches(config, train_set),
         start,
         &mut objective,
         &device,

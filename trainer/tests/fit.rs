@@ -57,6 +57,7 @@ fn options(input: &Path, out: &Path) -> FitOptions {
         teacher_config: None,
         student_config: None,
         progress: false,
+        detail: true,
     }
 }
 
@@ -87,7 +88,18 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
         .as_ref()
         .expect("the gate is calibrated")
         .ood_score;
-    assert!((f64::from(threshold) - report.threshold).abs() < 1e-4);
+    // The gate decides on the combined score of its thumbnail and its native-resolution
+    // detail branch; the report's threshold is the thumbnail's, its detail line the gate's.
+    let detail = report
+        .detail
+        .as_deref()
+        .expect("fit adds the detail branch");
+    assert!(
+        detail.contains(&format!("combined threshold {threshold:.4}")),
+        "{detail}"
+    );
+    assert!(gate.patch_model().is_some());
+    assert!(report.summary().contains("detail"));
     let input = gate.model().input;
     assert_eq!((input.width, input.height, input.channels), (32, 24, 1));
     let mut scratch = vec![0f32; gate.scratch_len()];
@@ -102,6 +114,7 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
         let frame = decoded.frame().expect("a frame");
         let verdict = gate.score(&frame, &mut scratch).expect("scores");
         assert!(verdict.bits_per_dim.is_finite());
+        assert!(verdict.detail_bits_per_dim.is_some_and(f64::is_finite));
         // The report's scores come from the 4x frames in the work folder: the same area
         // averages up to rounding of the intermediate levels.
         assert!(

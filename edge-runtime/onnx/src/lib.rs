@@ -110,6 +110,14 @@ pub enum ExportError {
     /// The bytes are not a valid model file.
     #[error("not a valid flowgate model: {0}")]
     Model(#[from] flowgate_shared::Error),
+    /// The model has a native-resolution detail branch, which the graph cannot express yet
+    /// (its input is the thumbnail; the branch reads patches of the full-size frame).
+    #[error(
+        "the model has a native-resolution detail branch, which the ONNX export does not carry \
+         yet: export the gate without it (the one flowgate detail was given), and score whole \
+         frames with flowgate-edge, the C library, GStreamer or Python for the branch"
+    )]
+    DetailBranch,
 }
 
 /// Exports a model file (`*.fgm`) as a serialized ONNX model; see the crate documentation
@@ -117,6 +125,10 @@ pub enum ExportError {
 pub fn export(model_file: &[u8], options: &ExportOptions) -> Result<Vec<u8>, ExportError> {
     let validated = decode(model_file)?;
     let (model, summary) = (&validated.model, &validated.summary);
+    // Exporting the thumbnail's flow alone would silently drop half of the decision.
+    if model.detail.is_some() {
+        return Err(ExportError::DetailBranch);
+    }
     let spec = model.input;
     let int8 = options.int8_weights;
 

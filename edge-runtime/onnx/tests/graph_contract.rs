@@ -273,3 +273,12 @@ fn invalid_model_files_are_refused() {
         ))
     ));
 }
+
+#[test]
+fn a_detail_branch_is_refused_rather_than_dropped() {
+    let with_detail = encode(&flowgate_shared::example::tiny_detail_model()).unwrap();
+    assert!(matches!(
+        export(&with_detail, &ExportOptions::default()),
+        Err(ExportError::DetailBranch)
+    ));
+}

@@ -1,12 +1,16 @@
 //! The score table: one row per frame, as CSV or JSON lines.
 
+use std::format;
 use std::io::{self, Write};
+use std::string::String;
 
 use crate::gate::{Decision, Fault, Verdict};
 
 /// The columns, in order (CSV header; JSON keys). `fault` is empty (null) unless the frame
-/// was rejected because it could not be judged ([`crate::Fault`]).
-pub const COLUMNS: [&str; 7] = [
+/// was rejected because it could not be judged ([`crate::Fault`]); `detail_bits_per_dim`
+/// unless the model has a native-resolution detail branch (the patches' mean bits/dim; the
+/// OOD score is then the combined one).
+pub const COLUMNS: [&str; 8] = [
     "source",
     "frame",
     "log_likelihood",
@@ -14,6 +18,7 @@ pub const COLUMNS: [&str; 7] = [
     "ood_score",
     "decision",
     "fault",
+    "detail_bits_per_dim",
 ];
 
 /// How the table is written.
@@ -53,20 +58,26 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Csv => writeln!(
                 self.out,
-                "{},{frame},{log_likelihood:.6},{bits_per_dim:.6},{ood_score:.6},{},{}",
+                "{},{frame},{log_likelihood:.6},{bits_per_dim:.6},{ood_score:.6},{},{},{}",
                 csv_field(source),
                 decision.unwrap_or(""),
-                fault.unwrap_or("")
+                fault.unwrap_or(""),
+                verdict
+                    .detail_bits_per_dim
+                    .map_or_else(String::new, |bits| format!("{bits:.6}"))
             ),
             Format::Jsonl => writeln!(
                 self.out,
-                "{{\"source\":{},\"frame\":{frame},\"log_likelihood\":{},\"bits_per_dim\":{},\"ood_score\":{},\"decision\":{},\"fault\":{}}}",
+                "{{\"source\":{},\"frame\":{frame},\"log_likelihood\":{},\"bits_per_dim\":{},\"ood_score\":{},\"decision\":{},\"fault\":{},\"detail_bits_per_dim\":{}}}",
                 json_string(source),
                 json_number(log_likelihood),
                 json_number(bits_per_dim),
                 json_number(ood_score),
                 decision.map_or_else(|| "null".into(), json_string),
                 fault.map_or_else(|| "null".into(), json_string),
+                verdict
+                    .detail_bits_per_dim
+                    .map_or_else(|| "null".into(), json_number),
             ),
         }
     }
@@ -161,7 +172,7 @@ mod tests {
     fn csv_has_the_header_and_quotes_when_needed() {
         assert_eq!(
             table(Format::Csv, &[]),
-            "source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault\n"
+            "source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault,detail_bits_per_dim\n"
         );
         let text = table(
             Format::Csv,
@@ -171,10 +182,10 @@ mod tests {
             ],
         );
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "a.png,0,-12.500000,1.127172,1.127172,accept,");
+        assert_eq!(lines[1], "a.png,0,-12.500000,1.127172,1.127172,accept,,");
         assert_eq!(
             lines[2],
-            "\"odd,\"\"name\"\".png\",3,-12.500000,1.127172,1.127172,,"
+            "\"odd,\"\"name\"\".png\",3,-12.500000,1.127172,1.127172,,,"
         );
     }
 
@@ -190,11 +201,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "{\"source\":\"-\",\"frame\":7,\"log_likelihood\":-12.500000,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":null,\"fault\":null}"
+            "{\"source\":\"-\",\"frame\":7,\"log_likelihood\":-12.500000,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":null,\"fault\":null,\"detail_bits_per_dim\":null}"
         );
         assert_eq!(
             lines[1],
-            "{\"source\":\"dir\\\\\\\"x\\\"\",\"frame\":1,\"log_likelihood\":null,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":\"reject\",\"fault\":\"non-finite-score\"}"
+            "{\"source\":\"dir\\\\\\\"x\\\"\",\"frame\":1,\"log_likelihood\":null,\"bits_per_dim\":1.127172,\"ood_score\":1.127172,\"decision\":\"reject\",\"fault\":\"non-finite-score\",\"detail_bits_per_dim\":null}"
         );
     }
 }

@@ -58,7 +58,9 @@ impl Run {
         let mut lines = text.lines();
         assert_eq!(
             lines.next(),
-            Some("source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault"),
+            Some(
+                "source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault,detail_bits_per_dim"
+            ),
             "{self:?}"
         );
         lines

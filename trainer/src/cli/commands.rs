@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{
-    CalibrateArgs, CorruptArgs, DistilArgs, EvalArgs, ExportArgs, FitArgs, FramesArgs, Int8Choice,
-    OnnxArgs, QuantizeArgs, ScoreArgs, ScoreChoice, TrainArgs,
+    CalibrateArgs, CorruptArgs, DetailArgs, DistilArgs, EvalArgs, ExportArgs, FitArgs, FramesArgs,
+    Int8Choice, OnnxArgs, QuantizeArgs, ScoreArgs, ScoreChoice, TrainArgs,
 };
 use crate::atomic_write;
 use crate::calibration::{self, CalibratedScore};
@@ -46,10 +46,80 @@ pub fn fit(args: FitArgs) -> Result<()> {
         teacher_config: args.teacher_config,
         student_config: args.student_config,
         progress: true,
+        detail: !args.no_detail,
     };
     let report = crate::fit::fit(&options)
         .with_context(|| format!("fitting a gate to {}", options.input.display()))?;
     println!("{}", report.summary());
+    Ok(())
+}
+
+pub fn detail(args: DetailArgs) -> Result<()> {
+    let options = crate::detail::DetailOptions {
+        work: args
+            .work
+            .unwrap_or_else(|| crate::detail::default_work(&args.out)),
+        input: args.input,
+        gate: args.gate,
+        out: args.out,
+        frames: args.frames,
+        held_out: args.held_out,
+        rate: args.rate,
+        grid: args.grid,
+        steps: args.steps.map(|steps| steps as usize),
+        config: args.config,
+        progress: true,
+        compute: args.device,
+        resume: false,
+    };
+    let report = crate::detail::add_detail(&options).with_context(|| {
+        format!(
+            "adding a detail branch to {} from {}",
+            options.gate.display(),
+            options.input.display()
+        )
+    })?;
+    let (frame, patches) = report.standardise;
+    let held = report.held_out.len();
+    println!(
+        "detail branch: {}x{} frames, {}x{} grid, patch model trained on {} patches of frames {}..{} ({} steps{})",
+        report.frame_size.0,
+        report.frame_size.1,
+        options.grid.0,
+        options.grid.1,
+        report.train_patches,
+        report.frames.start,
+        report.held_out.start,
+        report.training.steps_run,
+        report
+            .training
+            .best
+            .map_or(String::new(), |(step, bpd)| format!(
+                ", kept step {step}: held-out {bpd:.3} bits/dim"
+            )),
+    );
+    println!(
+        "cost: {} MACs per patch, {} MACs per frame with the thumbnail",
+        report.macs.0, report.macs.1
+    );
+    println!(
+        "standardised on held-out frames {}..{}: frame score {:.4} +- {:.4}, patch bits/dim {:.4} +- {:.4}",
+        report.held_out.start,
+        report.held_out.end,
+        frame.center,
+        frame.spread,
+        patches.center,
+        patches.spread
+    );
+    println!(
+        "threshold {:.4} at rate {}: rejects {}/{held} held-out frames (thumbnail alone {}/{held}, patches alone {}/{held})",
+        report.threshold.0,
+        report.threshold.1,
+        report.rejected.2,
+        report.rejected.0,
+        report.rejected.1
+    );
+    println!("wrote {}", options.out.display());
     Ok(())
 }
 
@@ -151,7 +221,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let write_rows = |out: &mut dyn Write| -> std::io::Result<()> {
         writeln!(
             out,
-            "source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault"
+            "source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault,detail_bits_per_dim"
         )?;
         for ((source, frame), ll) in input.origins.iter().zip(&log_likelihoods) {
             let bits_per_dim = -ll / (dims * std::f64::consts::LN_2);
@@ -164,7 +234,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
             };
             writeln!(
                 out,
-                "{source},{frame},{ll:.6},{bits_per_dim:.6},{bits_per_dim:.6},,{fault}"
+                "{source},{frame},{ll:.6},{bits_per_dim:.6},{bits_per_dim:.6},,{fault},"
             )?;
         }
         Ok(())
@@ -228,7 +298,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if let Some((_, score)) =
         compare::model_threshold(&args.model).with_context(|| args.model.display().to_string())?
     {
-        eprintln!("OOD score: {score:?}");
+        let with_detail = std::fs::read(&args.model)
+            .ok()
+            .and_then(|bytes| {
+                flowgate_shared::decode(&bytes)
+                    .ok()
+                    .map(|m| m.model.detail.is_some())
+            })
+            .unwrap_or(false);
+        let combined = if with_detail {
+            ", combined with the native-resolution detail branch (the ood_score column)"
+        } else {
+            ""
+        };
+        eprintln!("OOD score: {score:?}{combined}");
     }
     let ranking = match (&args.background, args.complexity) {
         (Some(background), _) => Ranking::Background(background.clone()),

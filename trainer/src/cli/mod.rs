@@ -63,6 +63,20 @@ pub enum Command {
     /// trainings.
     #[command(verbatim_doc_comment)]
     Fit(FitArgs),
+    /// Add a native-resolution detail branch to a camera gate: a small flow over 8x8 patches
+    /// taken from the camera's frames at their own size, so that faults the gate's thumbnail
+    /// averages away (sensor noise, compression damage, defocus) count too.
+    ///
+    /// The frames are streamed at their own size (never written to disk). Each gives 48
+    /// patches at random positions; the patch model (configs/camera-detail.toml) trains on
+    /// the training frames' patches and stops early on the held-out frames' (the last ones,
+    /// as fit holds them out, or the last --held-out of --frames). The held-out frames then
+    /// set how the gate's two scores combine: each is standardised by its median and robust
+    /// spread on them, the gate's score is the larger (the patch part two-sided: noise makes
+    /// patches unlikely, blur or a flat picture too likely), and its quantile at 1 - rate is
+    /// the new threshold. The gate then scores frames only at the camera's size.
+    #[command(verbatim_doc_comment)]
+    Detail(DetailArgs),
     /// Train a flow from a TOML config (see configs/); writes weights, checkpoints and the
     /// exported model into --out.
     Train(TrainArgs),
@@ -97,7 +111,8 @@ pub enum Command {
     Distil(DistilArgs),
     /// Per-image scores of an idx file under a trained run (burn's forward pass), as CSV
     /// with flowgate-edge score's columns:
-    /// source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault (decision empty).
+    /// source,frame,log_likelihood,bits_per_dim,ood_score,decision,fault,detail_bits_per_dim
+    /// (decision and detail_bits_per_dim empty).
     Score(ScoreArgs),
     /// Export a trained run as a model file (*.fgm) for the edge gate.
     Export(ExportArgs),
@@ -164,6 +179,66 @@ pub struct FitArgs {
     /// held-out count and input size are fit's.
     #[arg(long, value_name = "FILE")]
     pub student_config: Option<PathBuf>,
+    /// Leave out the native-resolution detail branch (`flowgate detail`): the gate then
+    /// judges only the frame's thumbnail and accepts frames of any size.
+    #[arg(long)]
+    pub no_detail: bool,
+}
+
+/// Arguments of `detail`.
+#[derive(Debug, Args)]
+pub struct DetailArgs {
+    /// The camera's footage at its own size: a video file or a folder of images (the same
+    /// footage the gate was fitted on).
+    #[arg(long, value_name = "PATH")]
+    pub input: PathBuf,
+    /// The gate to add the branch to (from fit, or train/distil + quantize + calibrate).
+    #[arg(long, value_name = "GATE.fgm")]
+    pub gate: PathBuf,
+    /// The gate with the branch, to write (may be --gate itself).
+    #[arg(long, value_name = "OUT.fgm")]
+    pub out: PathBuf,
+    /// The patch model's run folder [default: OUT.detail beside --out].
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Use only frames START..END of the input (0-based, END excluded) [default: all].
+    #[arg(long, value_name = "START..END", value_parser = parse_range)]
+    pub frames: Option<std::ops::Range<usize>>,
+    /// Hold out the last N of those frames [default: as fit: a tenth, at least 16].
+    #[arg(long, value_name = "N")]
+    pub held_out: Option<usize>,
+    /// Target false-reject rate of the combined score [default: the gate's, else 0.01].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Patch positions scored per frame, COLUMNSxROWS.
+    #[arg(long, value_name = "CxR", default_value = "8x6", value_parser = crate::frames::parse_size)]
+    pub grid: (u32, u32),
+    /// The patch model's step count [default: the recipe's 1500].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: Option<u64>,
+    /// The patch model's recipe in place of the built-in configs/camera-detail.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
+    pub device: crate::training::Compute,
+}
+
+/// `START..END` as a range.
+fn parse_range(text: &str) -> std::result::Result<std::ops::Range<usize>, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("expected START..END, got {text:?}"))?;
+    let number = |part: &str| {
+        part.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("{part:?} in {text:?}: {e}"))
+    };
+    let range = number(start)?..number(end)?;
+    if range.is_empty() {
+        return Err(format!("{text:?} holds no frames"));
+    }
+    Ok(range)
 }
 
 /// Arguments of `frames`.
@@ -446,6 +521,7 @@ pub struct SummaryArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fit(args) => commands::fit(args),
+        Command::Detail(args) => commands::detail(args),
         Command::Train(args) => commands::train(args),
         Command::Distil(args) => commands::distil(args),
         Command::Score(args) => commands::score(args),

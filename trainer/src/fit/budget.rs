@@ -45,26 +45,68 @@ pub fn cost(bytes: &[u8]) -> FitResult<Cost> {
     })
 }
 
-/// The cost of the int8 gate `student` will train into: its untrained weights exported and
-/// quantised as the finished gate will be (the same tensors and shapes; the finished file
-/// only adds the threshold's few bytes).
-pub fn student_cost(student: &TrainConfig) -> FitResult<Cost> {
+/// The cost of the int8 gate `student` will train into and, when given, of its detail branch
+/// (`detail`'s patch model on a `grid` of patches of `frame`-sized frames): their untrained
+/// weights exported and quantised as the finished gate will be (the same tensors and
+/// shapes; the finished file only adds the threshold's and standardisation's few bytes).
+pub fn planned_cost(student: &TrainConfig, detail: Option<PlannedDetail<'_>>) -> FitResult<Cost> {
+    let student_bytes = untrained_bytes(student)?;
+    let student_model = flowgate_shared::decode(&student_bytes)
+        .map_err(crate::Error::from)?
+        .model;
+    let quantized = crate::quantize::quantize_model(&student_model).map_err(crate::Error::from)?;
+    let Some(PlannedDetail {
+        recipe: patch_config,
+        grid,
+        frame,
+    }) = detail
+    else {
+        return cost(&flowgate_shared::encode(&quantized).map_err(crate::Error::from)?);
+    };
+    let payload = crate::detail::patch_payload(&untrained_bytes(patch_config)?)?;
+    let unit = flowgate_shared::Standardise {
+        center: 0.0,
+        spread: 1.0,
+    };
+    let with_detail = flowgate_shared::Model {
+        detail: Some(flowgate_shared::Detail {
+            frame_width: frame.0,
+            frame_height: frame.1,
+            columns: grid.0,
+            rows: grid.1,
+            patch_model: flowgate_shared::Bytes::Owned(payload),
+            frame: unit,
+            detail: unit,
+        }),
+        ..quantized
+    };
+    cost(&flowgate_shared::encode(&with_detail).map_err(crate::Error::from)?)
+}
+
+/// A detail branch to cost before it is trained.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedDetail<'a> {
+    /// The patch model's recipe.
+    pub recipe: &'a TrainConfig,
+    /// Patch positions (columns, rows).
+    pub grid: (u32, u32),
+    /// The camera's frame size.
+    pub frame: (u32, u32),
+}
+
+/// `config`'s model with its seeded initial weights, as a model file.
+fn untrained_bytes(config: &TrainConfig) -> FitResult<Vec<u8>> {
     let device = crate::training::device(crate::training::Compute::Cpu)?;
-    let model = crate::training::seeded_model(student, &device)?;
-    let bytes = to_file_bytes(
+    let model = crate::training::seeded_model(config, &device)?;
+    Ok(to_file_bytes(
         &model.for_inference(),
         &ExportInfo {
-            name: &student.name,
+            name: &config.name,
             provenance: "flowgate fit (untrained, for its cost)",
             ..ExportInfo::default()
         },
     )
-    .map_err(crate::Error::from)?;
-    let decoded = flowgate_shared::decode(&bytes)
-        .map_err(crate::Error::from)?
-        .model;
-    let quantized = crate::quantize::quantize_model(&decoded).map_err(crate::Error::from)?;
-    cost(&flowgate_shared::encode(&quantized).map_err(crate::Error::from)?)
+    .map_err(crate::Error::from)?)
 }
 
 /// A board config's budget.

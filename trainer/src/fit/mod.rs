@@ -63,6 +63,8 @@ pub struct FitOptions {
     pub student_config: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
+    /// Add the native-resolution detail branch ([`crate::detail`]).
+    pub detail: bool,
 }
 
 impl FitOptions {
@@ -117,7 +119,15 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             MIN_HELD_OUT,
             options.steps,
         )?;
-        let cost = budget::student_cost(&planned.student)?;
+        let detail_recipe = crate::detail::recipe(None, options.steps)?;
+        let cost = budget::planned_cost(
+            &planned.student,
+            options.detail.then_some(budget::PlannedDetail {
+                recipe: &detail_recipe,
+                grid: crate::detail::DEFAULT_GRID,
+                frame: camera,
+            }),
+        )?;
         board.check(&cost, "the recipe's student, checked before training")?;
         step(&format!("before training: {}", board.describe(&cost)));
     }
@@ -246,7 +256,13 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
         options.rate,
         &how,
     )?;
-    let cost = budget::cost(&calibrated.bytes)?;
+    let (gate_bytes, detail) = if options.detail {
+        let (bytes, line) = with_detail(options, &work, &calibrated.bytes, split, frames.reused)?;
+        (bytes, Some(line))
+    } else {
+        (calibrated.bytes.clone(), None)
+    };
+    let cost = budget::cost(&gate_bytes)?;
     if let Some(board) = &board {
         board.check(&cost, "the calibrated int8 gate")?;
     }
@@ -278,6 +294,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
         cost,
         board: report::board_line(board.as_ref(), &cost),
         trainings,
+        detail,
         frames_reused: frames.reused,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -300,8 +317,45 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     };
     write(&png_path, &png)?;
     write(&html_path, report.html(&png_name).as_bytes())?;
-    write(&options.out, &calibrated.bytes)?;
+    write(&options.out, &gate_bytes)?;
     Ok(report)
+}
+
+/// The work folder's run of the detail branch's patch model.
+pub const DETAIL_RUN: &str = "detail";
+
+/// `calibrated` (the thumbnail gate) with the native-resolution detail branch, trained on the
+/// same footage and calibrated on the same held-out frames; and the report's line on it.
+fn with_detail(
+    options: &FitOptions,
+    work: &Path,
+    calibrated: &[u8],
+    split: Split,
+    frames_reused: bool,
+) -> FitResult<(Vec<u8>, String)> {
+    step("detail branch: a patch model on the frames at the camera's own size");
+    let thumbnail_gate = work.join("gate-thumbnail.fgm");
+    let detail_gate = work.join("gate-detail.fgm");
+    atomic_write::write_bytes(&thumbnail_gate, calibrated)
+        .map_err(|e| FitError::Trainer(e.into()))?;
+    let detail_options = crate::detail::DetailOptions {
+        input: options.input.clone(),
+        gate: thumbnail_gate,
+        out: detail_gate.clone(),
+        work: work.join(DETAIL_RUN),
+        frames: None,
+        held_out: Some(split.held_out),
+        rate: Some(options.rate),
+        grid: crate::detail::DEFAULT_GRID,
+        steps: options.steps,
+        config: None,
+        progress: options.progress,
+        compute: Compute::Cpu,
+        resume: frames_reused,
+    };
+    let report = crate::detail::add_detail(&detail_options)?;
+    let bytes = std::fs::read(&detail_gate).map_err(FitError::io(&detail_gate))?;
+    Ok((bytes, report.line(&detail_options)))
 }
 
 /// The frames and their split, refusing too few.
@@ -317,7 +371,7 @@ fn prepare_frames(
 
 /// Whether the run folder `dir` holds an earlier run of `config` that a resume can continue:
 /// the same config but for the step count, and a checkpoint no later than it.
-fn resumable(dir: &Path, config: &TrainConfig) -> FitResult<bool> {
+pub(crate) fn resumable(dir: &Path, config: &TrainConfig) -> crate::Result<bool> {
     let run = RunFolder::open(dir);
     let Ok(earlier) = run.read_config() else {
         return Ok(false);

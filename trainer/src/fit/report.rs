@@ -57,6 +57,10 @@ pub struct Report {
     pub board: Option<String>,
     /// Per training, "name: N steps run now, kept step S (held-out X)".
     pub trainings: Vec<String>,
+    /// The native-resolution detail branch, if the gate has one: what it is and what the
+    /// combined decision rejects of the held-out frames (the threshold above and the
+    /// histogram are the thumbnail's alone).
+    pub detail: Option<String>,
     /// Whether the frames came from an earlier run.
     pub frames_reused: bool,
     /// Seconds the whole fit took.
@@ -154,6 +158,9 @@ impl Report {
             kib(self.cost.plan_bytes),
             kib(self.cost.scratch_bytes)
         );
+        if let Some(detail) = &self.detail {
+            let _ = writeln!(text, "detail    {detail}");
+        }
         if let Some(board) = &self.board {
             let _ = writeln!(text, "fits      {board}");
         }
@@ -240,6 +247,14 @@ impl Report {
             mean(&self.train_scores),
             escape(png_name)
         );
+        if let Some(detail) = &self.detail {
+            let _ = writeln!(
+                page,
+                "<p>The threshold and histogram above are the thumbnail's alone. The gate also \
+                 has a native-resolution detail branch, and decides on the combined score: {}</p>",
+                escape(detail)
+            );
+        }
         let _ = writeln!(
             page,
             "<h2>Least normal training frames</h2>\n<p>The {} training frames the gate finds \

@@ -1,0 +1,403 @@
+//! `flowgate detail`: adds a native-resolution detail branch ([`flowgate_shared::Detail`]) to a
+//! camera gate, trained on the same camera's frames at their own size.
+//!
+//! 1. Every frame of the input is streamed once at its own size ([`native`]); each gives
+//!    [`PATCHES_PER_FRAME`] patches at random positions ([`patches`]).
+//! 2. The patch model ([`DETAIL_RECIPE`], a small RealNVP on 8x8 patches) trains on the
+//!    training frames' patches; the held-out frames' patches stop it early.
+//! 3. The held-out frames are streamed again and scored by the gate with the new branch: the
+//!    thumbnail's OOD score and the patches' mean bits/dim. Their medians and robust spreads
+//!    standardise the two scores, and the combined score's quantile at `1 - rate` becomes the
+//!    gate's threshold, as `flowgate calibrate` sets one.
+//!
+//! The held-out frames are the last ones, as `flowgate fit` holds them out ([`Split`]), or
+//! the last `--held-out` of `--frames`.
+
+pub mod native;
+pub mod patches;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use flowgate_edge::{Gate, Limits};
+use flowgate_shared::calibration::{self, CalibrationError};
+use flowgate_shared::{Bytes, Detail, Model, Resize, ScoreKind, Standardise};
+
+use crate::atomic_write;
+use crate::config::TrainConfig;
+use crate::data::ImageSet;
+use crate::error::{Error, Result};
+use crate::fit::{Input, Split};
+use crate::training::{self, Compute, RunOptions, TrainReport};
+
+/// The patch model's recipe, as committed in configs/.
+pub const DETAIL_RECIPE: &str = include_str!("../../../configs/camera-detail.toml");
+/// Patch positions across and down the frame the runtime scores, by default.
+pub const DEFAULT_GRID: (u32, u32) = (8, 6);
+/// Random training patches taken from each frame.
+pub const PATCHES_PER_FRAME: usize = 48;
+/// `1.4826 * MAD` estimates a normal distribution's standard deviation.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+/// What `flowgate detail` was asked.
+#[derive(Debug, Clone)]
+pub struct DetailOptions {
+    /// A video file or a folder of images: the camera's frames at their own size.
+    pub input: PathBuf,
+    /// The gate to add the branch to.
+    pub gate: PathBuf,
+    /// The gate with the branch, to write.
+    pub out: PathBuf,
+    /// The patch model's run folder.
+    pub work: PathBuf,
+    /// Only these frames of the input (positions), by default all.
+    pub frames: Option<Range<usize>>,
+    /// Hold out the last this many of them [default: as `flowgate fit` does].
+    pub held_out: Option<usize>,
+    /// The target false-reject rate [default: the gate's, else 0.01].
+    pub rate: Option<f64>,
+    /// Patch positions (columns, rows) scored per frame.
+    pub grid: (u32, u32),
+    /// Replaces the recipe's step count.
+    pub steps: Option<usize>,
+    /// Replaces the built-in recipe.
+    pub config: Option<PathBuf>,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Where to train.
+    pub compute: Compute,
+    /// Continue the patch model's training from the work folder's checkpoint when it holds
+    /// an earlier run of the same recipe (`flowgate fit` on footage it has seen).
+    pub resume: bool,
+}
+
+/// What `flowgate detail` made.
+#[derive(Debug, Clone)]
+pub struct DetailReport {
+    /// The camera's frame size.
+    pub frame_size: (u32, u32),
+    /// The frames used, and which of them were held out.
+    pub frames: Range<usize>,
+    /// The held-out frames' positions.
+    pub held_out: Range<usize>,
+    /// Training patches.
+    pub train_patches: usize,
+    /// The patch model's training.
+    pub training: TrainReport,
+    /// Multiply-accumulates of one patch, and of a whole frame (thumbnail and patches).
+    pub macs: (u64, u64),
+    /// The standardisations found.
+    pub standardise: (Standardise, Standardise),
+    /// The combined score's threshold and its target false-reject rate.
+    pub threshold: (f32, f64),
+    /// Held-out frames the thumbnail alone, the patches alone and the combined score reject.
+    pub rejected: (usize, usize, usize),
+}
+
+impl DetailReport {
+    /// One line for fit's report: the branch, its cost, and what the combined decision
+    /// rejects of the held-out frames.
+    pub fn line(&self, options: &DetailOptions) -> String {
+        let held = self.held_out.len();
+        format!(
+            "{}x{} grid of patches of the {}x{} frames ({} MACs per patch, {} per frame in all); \
+             combined threshold {:.4} rejects {}/{held} held-out frames (thumbnail alone {}/{held}, \
+             patches alone {}/{held})",
+            options.grid.0,
+            options.grid.1,
+            self.frame_size.0,
+            self.frame_size.1,
+            self.macs.0,
+            self.macs.1,
+            self.threshold.0,
+            self.rejected.2,
+            self.rejected.0,
+            self.rejected.1
+        )
+    }
+}
+
+/// See the module's documentation.
+pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
+    let gate_bytes = std::fs::read(&options.gate).map_err(Error::io(&options.gate))?;
+    let gate = flowgate_shared::decode(&gate_bytes)?.model;
+    let input = Input::open(&options.input).map_err(|e| Error::Detail(e.to_string()))?;
+    let frame_size = input
+        .frame_size()
+        .map_err(|e| Error::Detail(e.to_string()))?;
+    let config = recipe(options.config.as_deref(), options.steps)?;
+    let side = config.model.width as u32;
+    if config.model.height as u32 != side || config.model.channels != 1 {
+        return Err(Error::Detail(format!(
+            "{}: the patch model needs square gray patches (channels 1, height = width)",
+            config.name
+        )));
+    }
+    if side > frame_size.0 || side > frame_size.1 {
+        return Err(Error::Detail(format!(
+            "{side}x{side} patches do not fit the camera's {}x{} frames",
+            frame_size.0, frame_size.1
+        )));
+    }
+
+    // 1. Patches of every frame, kept by frame until the split is known.
+    let seed = config.train.seed;
+    let wanted = options.frames.clone();
+    let mut per_frame: Vec<Vec<u8>> = Vec::new();
+    let total = native::for_each_frame(&input, frame_size, options.progress, |index, frame| {
+        if wanted.as_ref().is_none_or(|range| range.contains(&index)) {
+            let mut patches = Vec::new();
+            patches::random_patches(
+                frame,
+                side,
+                PATCHES_PER_FRAME,
+                (seed, index as u64),
+                &mut patches,
+            )?;
+            per_frame.push(patches);
+        }
+        Ok(())
+    })?;
+    let frames = match &options.frames {
+        Some(range) if range.end > total || range.is_empty() => {
+            return Err(Error::Detail(format!(
+                "--frames {}..{}: the input has {total} frames",
+                range.start, range.end
+            )));
+        }
+        Some(range) => range.clone(),
+        None => 0..total,
+    };
+    let held_out_count = match options.held_out {
+        Some(count) if count == 0 || count >= frames.len() => {
+            return Err(Error::Detail(format!(
+                "--held-out {count}: hold out at least one of the {} frames and train on the rest",
+                frames.len()
+            )));
+        }
+        Some(count) => count,
+        None => {
+            Split::of(frames.len(), input.path())
+                .map_err(|e| Error::Detail(e.to_string()))?
+                .held_out
+        }
+    };
+    let train_count = frames.len() - held_out_count;
+    let held_out = frames.start + train_count..frames.end;
+    let images = |frames: &[Vec<u8>]| ImageSet {
+        count: frames.len() * PATCHES_PER_FRAME,
+        pixels: frames.concat(),
+        shape: [1, side as usize, side as usize],
+    };
+    let (train_frames, held_out_frames) = per_frame.split_at(train_count);
+    let (train_set, held_out_set) = (images(train_frames), images(held_out_frames));
+    drop(per_frame);
+
+    // 2. The patch model.
+    std::fs::create_dir_all(&options.work).map_err(Error::io(&options.work))?;
+    let run_options = RunOptions {
+        data_dir: options.work.clone(),
+        out_dir: options.work.clone(),
+        resume: options.resume && crate::fit::resumable(&options.work, &config)?,
+        progress: options.progress,
+        compute: options.compute,
+        provenance: format!(
+            "flowgate detail --input {} (frames {}..{}, patches of {}..{})",
+            options.input.display(),
+            frames.start,
+            frames.end,
+            frames.start,
+            held_out.start
+        ),
+    };
+    let (training, _) =
+        training::train_on_images(&config, &run_options, &train_set, &held_out_set)?;
+    let patch_file =
+        std::fs::read(&training.exported_path).map_err(Error::io(&training.exported_path))?;
+    let patch_payload = patch_payload(&patch_file)?;
+
+    // 3. Standardise and calibrate on the held-out frames.
+    let branch = |frame: Standardise, detail: Standardise| Detail {
+        frame_width: frame_size.0,
+        frame_height: frame_size.1,
+        columns: options.grid.0,
+        rows: options.grid.1,
+        patch_model: Bytes::Owned(patch_payload.clone()),
+        frame,
+        detail,
+    };
+    let identity = Standardise {
+        center: 0.0,
+        spread: 1.0,
+    };
+    let probe = flowgate_shared::encode(&Model {
+        threshold: None,
+        detail: Some(branch(identity, identity)),
+        ..gate.clone()
+    })?;
+    let probe_gate = Gate::with_limits(&probe, Limits::UNLIMITED)?;
+    let mut scratch = vec![0f32; probe_gate.scratch_len()];
+    let (mut frame_scores, mut detail_scores) = (Vec::new(), Vec::new());
+    native::for_each_frame(&input, frame_size, options.progress, |index, frame| {
+        if held_out.contains(&index) {
+            let verdict = probe_gate.score(frame, &mut scratch)?;
+            frame_scores.push(gate.score.ood_score(verdict.bits_per_dim));
+            detail_scores.push(verdict.detail_bits_per_dim.unwrap_or(f64::NAN));
+        }
+        Ok(())
+    })?;
+    let frame_standardise = robust_standardise(&frame_scores)?;
+    let detail_standardise = robust_standardise(&detail_scores)?;
+    let detail = branch(frame_standardise, detail_standardise);
+    let combined: Vec<f64> = frame_scores
+        .iter()
+        .zip(&detail_scores)
+        .map(|(&frame, &patches)| detail.combined_score(frame, patches))
+        .collect();
+    let rate = options.rate.unwrap_or_else(|| {
+        gate.threshold
+            .as_ref()
+            .map_or(0.01, |t| f64::from(t.target_false_reject_rate))
+    });
+    let record = calibration::calibrate(&mut combined.clone(), rate).map_err(calibration_error)?;
+    let threshold = f64::from(record.ood_score);
+    let rejected = |scores: &[f64], cut: f64| scores.iter().filter(|&&s| s > cut).count();
+    let thumbnail_cut = gate
+        .threshold
+        .as_ref()
+        .map_or(f64::INFINITY, |t| f64::from(t.ood_score));
+    let patches_only: Vec<f64> = detail_scores
+        .iter()
+        .map(|&b| detail_standardise.apply(b).abs())
+        .collect();
+    let rejected = (
+        rejected(&frame_scores, thumbnail_cut),
+        rejected(&patches_only, threshold),
+        rejected(&combined, threshold),
+    );
+    let provenance = format!(
+        "{}; flowgate detail: {}x{} grid of {side}x{side} patches at {}x{}, trained on frames {}..{} of {}, calibrated on {}..{} at rate {rate}",
+        gate.provenance,
+        options.grid.0,
+        options.grid.1,
+        frame_size.0,
+        frame_size.1,
+        frames.start,
+        held_out.start,
+        options.input.display(),
+        held_out.start,
+        held_out.end,
+    );
+    let threshold_value = record.ood_score;
+    let with_detail = Model {
+        provenance: &provenance,
+        threshold: Some(record),
+        detail: Some(detail),
+        ..gate.clone()
+    };
+    let bytes = flowgate_shared::encode(&with_detail)?;
+    let summary = flowgate_shared::decode(&bytes)?.summary;
+    atomic_write::write_bytes(&options.out, &bytes)?;
+    Ok(DetailReport {
+        frame_size,
+        frames,
+        held_out,
+        train_patches: train_set.count,
+        training,
+        macs: (
+            summary.detail.map_or(0, |d| d.macs_per_patch),
+            summary.macs_per_frame,
+        ),
+        standardise: (frame_standardise, detail_standardise),
+        threshold: (threshold_value, rate),
+        rejected,
+    })
+}
+
+/// The patch model's recipe: built in or `config`, with `steps`.
+pub fn recipe(config: Option<&Path>, steps: Option<usize>) -> Result<TrainConfig> {
+    let mut config = match config {
+        Some(path) => TrainConfig::load(path)?,
+        None => TrainConfig::from_toml(DETAIL_RECIPE, "built-in camera-detail")?,
+    };
+    if let Some(steps) = steps {
+        config.train.steps = steps;
+    }
+    // The dataset is never read: the patches of the held-out frames are the held-out set.
+    config.data.validation = PATCHES_PER_FRAME;
+    config.validate(&config.name.clone())?;
+    Ok(config)
+}
+
+/// The exported patch model as the branch stores it: its payload, exact size (patches are
+/// never resized), plain bits/dim, no threshold.
+pub fn patch_payload(file: &[u8]) -> Result<Vec<u8>> {
+    let exported = flowgate_shared::decode(file)?.model;
+    let mut patch = Model {
+        score: ScoreKind::BitsPerDim,
+        threshold: None,
+        detail: None,
+        ..exported
+    };
+    patch.input.resize = Resize::Exact;
+    postcard::to_allocvec(&patch).map_err(|e| Error::Format(flowgate_shared::Error::Encode(e)))
+}
+
+/// The median and `1.4826 * MAD` (a normal's standard deviation, robust to the odd frame
+/// that is not normal after all) of held-out scores; the spread is kept above a floor so
+/// that identical scores do not divide by zero.
+fn robust_standardise(scores: &[f64]) -> Result<Standardise> {
+    let mut sorted = scores.to_vec();
+    calibration::sort_finite(&mut sorted).map_err(calibration_error)?;
+    let center = calibration::quantile_sorted(&sorted, 0.5);
+    let mut deviations: Vec<f64> = sorted.iter().map(|s| (s - center).abs()).collect();
+    deviations.sort_by(f64::total_cmp);
+    let mad = calibration::quantile_sorted(&deviations, 0.5);
+    let floor = 1e-3 * center.abs().max(1e-3);
+    Ok(Standardise {
+        center: center as f32,
+        spread: (MAD_TO_SIGMA * mad).max(floor) as f32,
+    })
+}
+
+fn calibration_error(error: CalibrationError) -> Error {
+    Error::Detail(format!("cannot calibrate on the held-out frames: {error}"))
+}
+
+/// `<out stem>.detail` beside the gate: the patch model's run folder by default.
+pub fn default_work(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "gate".into(), |s| s.to_string_lossy().into_owned());
+    out.parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{stem}.detail"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robust_standardisation_ignores_an_outlier_and_never_divides_by_zero() {
+        let s = robust_standardise(&[1.0, 2.0, 3.0, 4.0, 1000.0]).unwrap();
+        assert_eq!(s.center, 3.0);
+        assert!((f64::from(s.spread) - MAD_TO_SIGMA).abs() < 1e-6);
+        let flat = robust_standardise(&[5.0; 4]).unwrap();
+        assert!(flat.spread > 0.0);
+        assert!(robust_standardise(&[1.0, f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn the_built_in_recipe_is_a_small_square_gray_flow() {
+        let config = TrainConfig::from_toml(DETAIL_RECIPE, "built-in").unwrap();
+        assert_eq!(
+            (
+                config.model.channels,
+                config.model.height,
+                config.model.width
+            ),
+            (1, 8, 8)
+        );
+    }
+}
