@@ -7,11 +7,14 @@
 # same kinds of corruption from the held-out frames 600..=794 of vtest.avi at their native
 # 768x576 (`flowgate corrupt`: the sizes of blur, shift and patches scale with the frame; noise
 # sigma and JPEG quality do not), gates them at full size with `flowgate-edge score`, and
-# prints the evaluation against the same frames, clean, at full size.
+# prints the evaluation against the same frames, clean, at full size; then the same for the gate
+# with a native-resolution detail branch that `flowgate detail` adds to it (trained on the
+# frames 0..=599 the gate was trained on, at 768x576; it never sees a fault).
 #
 #   bash scripts/native-faults.sh [MODEL.fgm]      # default: models/camera-vtest.fgm
 #
-# Outputs in $RUNS/native-faults/ (RUNS defaults to runs/): frames, scores/, eval.json.
+# Outputs in $RUNS/native-faults/ (RUNS defaults to runs/): frames, the detail gate, scores/
+# and NAME.eval.json per gate.
 # Needs the build (target/release) and data/ (scripts/fetch-data.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,15 +44,24 @@ for kind in "${kinds[@]}"; do
     fi
 done
 
-step "gate every set at full size"
-mkdir -p "$out/scores"
-"$edge" score --model "$model" --input "$out/normal" --out "$out/scores/normal.csv"
-ood_flags=()
-for kind in "${kinds[@]}"; do
-    "$edge" score --model "$model" --input "$out/ood/$kind" --out "$out/scores/$kind.csv"
-    ood_flags+=(--ood "$out/scores/$kind.csv")
-done
+step "the gate with a native-resolution detail branch (flowgate detail: frames 0..=599, 540..=599 held out, as the gate was calibrated)"
+detail_model="$out/$(basename "${model%.fgm}")-detail.fgm"
+if [[ ! -f $detail_model || $model -nt $detail_model ]]; then
+    "$flowgate" detail --input data/opencv/vtest.avi --gate "$model" --out "$detail_model" \
+        --work "$out/detail-run" --frames 0..600 --held-out 60
+fi
 
-step "native-resolution faults against the clean held-out frames ($model)"
-"$flowgate" eval --model "$model" --in-dist "$out/scores/normal.csv" "${ood_flags[@]}" \
-    --json "$out/eval.json"
+for gate in "$model" "$detail_model"; do
+    label=$(basename "${gate%.fgm}")
+    step "gate every set at full size: $label"
+    mkdir -p "$out/scores/$label"
+    "$edge" score --model "$gate" --input "$out/normal" --out "$out/scores/$label/normal.csv"
+    ood_flags=()
+    for kind in "${kinds[@]}"; do
+        "$edge" score --model "$gate" --input "$out/ood/$kind" --out "$out/scores/$label/$kind.csv"
+        ood_flags+=(--ood "$out/scores/$label/$kind.csv")
+    done
+    step "native-resolution faults against the clean held-out frames ($gate)"
+    "$flowgate" eval --model "$gate" --in-dist "$out/scores/$label/normal.csv" "${ood_flags[@]}" \
+        --json "$out/$label.eval.json"
+done

@@ -254,10 +254,11 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
         .zip(&detail_scores)
         .map(|(&frame, &patches)| detail.combined_score(frame, patches))
         .collect();
+    // The gate stores its rate as f32: rounded back to the decimal it was given as.
     let rate = options.rate.unwrap_or_else(|| {
-        gate.threshold
-            .as_ref()
-            .map_or(0.01, |t| f64::from(t.target_false_reject_rate))
+        gate.threshold.as_ref().map_or(0.01, |t| {
+            (f64::from(t.target_false_reject_rate) * 1e6).round() / 1e6
+        })
     });
     let record = calibration::calibrate(&mut combined.clone(), rate).map_err(calibration_error)?;
     let threshold = f64::from(record.ood_score);
