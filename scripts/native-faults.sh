@@ -51,6 +51,12 @@ if [[ ! -f $detail_model || $model -nt $detail_model ]]; then
         --work "$out/detail-run" --frames 0..600 --held-out 60
 fi
 
+step "frames 0..=599 at 768x576, gray (the statistics baseline's training frames)"
+if [[ ! -f $out/train/frame-000599.png ]]; then
+    rm -rf "$out/train"
+    "$flowgate" frames data/opencv/vtest.avi --out "$out/train" --gray --last 599
+fi
+
 for gate in "$model" "$detail_model"; do
     label=$(basename "${gate%.fgm}")
     step "gate every set at full size: $label"
@@ -65,3 +71,11 @@ for gate in "$model" "$detail_model"; do
     "$flowgate" eval --model "$gate" --in-dist "$out/scores/$label/normal.csv" "${ood_flags[@]}" \
         --json "$out/$label.eval.json"
 done
+
+step "the statistics baseline (flowgate baseline) on the same sets at 768x576"
+baseline_flags=()
+for kind in "${kinds[@]}"; do
+    baseline_flags+=(--ood "$out/ood/$kind")
+done
+"$flowgate" baseline --train "$out/train" --held-out 60 --in-dist "$out/normal" \
+    "${baseline_flags[@]}" --json "$out/baseline.eval.json"

@@ -93,4 +93,12 @@ for entry in "${sets[@]:1}"; do
 done
 "$flowgate" eval --model "$out/camera-vtest.fgm" --in-dist "$out/scores/vtest-test.csv" \
   "${ood_flags[@]}" --json "$out/eval.json" --plots "$out/plots"
+
+step "the statistics baseline on the same sets (flowgate baseline: what a few lines of OpenCV do)"
+baseline_flags=()
+for entry in "${sets[@]:1}"; do
+  baseline_flags+=(--ood "${entry#*:}")
+done
+"$flowgate" baseline --train "$frames/vtest-train" --held-out 60 --in-dist "$frames/vtest-test" \
+  "${baseline_flags[@]}" --json "$out/baseline.json"
 echo "model: $out/camera-vtest.fgm; scores: $out/scores/; plots: $out/plots/"

@@ -178,7 +178,7 @@ fn score_a_folder_reports_a_corrupt_image_and_scores_the_rest() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     let first = format!(
-        "{{\"source\":\"{}\",\"frame\":0,\"log_likelihood\":{},\"bits_per_dim\":{},\"ood_score\":{},\"decision\":\"{}\",\"fault\":null}}",
+        "{{\"source\":\"{}\",\"frame\":0,\"log_likelihood\":{},\"bits_per_dim\":{},\"ood_score\":{},\"decision\":\"{}\",\"fault\":null,\"detail_bits_per_dim\":null}}",
         rows[0][0], rows[0][2], rows[0][3], rows[0][4], rows[0][5]
     );
     assert_eq!(lines[0], first);

@@ -140,3 +140,66 @@ fn a_model_without_a_branch_scores_as_before() {
     assert_eq!(verdict.detail_bits_per_dim, None);
     assert_eq!(verdict.ood_score, verdict.bits_per_dim);
 }
+
+/// The model_score fuzz target starts from this seed so that mutations explore the detail
+/// branch's decoding and scoring; it must stay a valid gate with a branch.
+/// `FLOWGATE_WRITE_SEEDS=1 cargo test -p flowgate-edge --test detail` rewrites it.
+#[test]
+fn the_fuzz_seed_with_a_detail_branch_is_the_current_fixture() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds/model_score/tiny-detail.fgm");
+    let expected = detail_file();
+    if std::env::var_os("FLOWGATE_WRITE_SEEDS").is_some() {
+        std::fs::write(&path, &expected).expect("writes the seed");
+    }
+    let seed = std::fs::read(&path).expect("the committed seed");
+    assert_eq!(
+        seed,
+        expected,
+        "{} is stale: rerun with FLOWGATE_WRITE_SEEDS=1",
+        path.display()
+    );
+    assert!(Gate::new(&seed).unwrap().patch_model().is_some());
+}
+
+/// A hostile patch model (its weights pushed to 1e30, the file resealed, so it validates)
+/// must give rejections, never acceptance: its patches' bits/dim overflow, and so does the
+/// combined score.
+#[test]
+fn hostile_patch_weights_fail_closed() {
+    let mut bytes = detail_file();
+    let ranges = flowgate_shared::tamper::f32_value_ranges(&bytes).unwrap();
+    let plain_ranges = flowgate_shared::tamper::f32_value_ranges(&encode(&tiny_model()).unwrap())
+        .unwrap()
+        .len();
+    assert_eq!(
+        ranges.len(),
+        2 * plain_ranges,
+        "the patch model's tensors are found too"
+    );
+    // Only the patch model's tensors: the last half of the file's ranges.
+    for range in &ranges[plain_ranges..] {
+        if range.len() <= 8 {
+            continue;
+        }
+        for value in bytes[range.clone()].chunks_exact_mut(4) {
+            value.copy_from_slice(&1e30f32.to_le_bytes());
+        }
+    }
+    flowgate_shared::tamper::reseal(&mut bytes).unwrap();
+    let gate = Gate::new(&bytes).expect("still a valid model");
+    let mut scratch = vec![0f32; gate.scratch_len()];
+    for seed in 0..4usize {
+        let data: Vec<u8> = (0..24 * 18)
+            .map(|i| ((i * 31 + seed * 7) % 256) as u8)
+            .collect();
+        let frame = Frame::packed(&data, 24, 18, PixelFormat::Gray8).unwrap();
+        let verdict = gate.score(&frame, &mut scratch).unwrap();
+        if !verdict.ood_score.is_finite() {
+            assert_eq!(verdict.decision, Some(flowgate_edge::Decision::Reject));
+            assert_eq!(verdict.fault, Some(flowgate_edge::Fault::NonFiniteScore));
+        } else {
+            panic!("a patch model of 1e30 weights gave a finite score: {verdict:?}");
+        }
+    }
+}

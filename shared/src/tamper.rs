@@ -27,23 +27,33 @@ pub fn f32_value_ranges(file: &[u8]) -> Result<Vec<Range<usize>>> {
             ranges.push(start..start + bytes.len());
         }
     };
+    visit_flow(&model, &mut add)?;
+    // The detail branch's patch model lies inside the file too (its tensors borrow from it).
+    if let Some(detail) = &model.detail {
+        let patch = crate::decode_payload(detail.patch_model.as_slice())?.model;
+        visit_flow(&patch, &mut add)?;
+    }
+    ranges.sort_by_key(|range| range.start);
+    Ok(ranges)
+}
+
+fn visit_flow(model: &crate::Model<'_>, add: &mut impl FnMut(&Tensor<'_>)) -> Result<()> {
     for layer in model.flow.iter() {
         match layer.map_err(Error::Payload)? {
             FlowLayer::Coupling(coupling) => {
                 add(&coupling.scale);
-                visit_net(coupling.net.iter(), &mut add)?;
+                visit_net(coupling.net.iter(), add)?;
             }
             FlowLayer::ActNorm(actnorm) => {
                 add(&actnorm.bias);
                 add(&actnorm.log_scale);
             }
             FlowLayer::InvertibleConv1x1(conv) => add(&conv.weight),
-            FlowLayer::Embed(embed) => visit_net(embed.net.iter(), &mut add)?,
+            FlowLayer::Embed(embed) => visit_net(embed.net.iter(), add)?,
             FlowLayer::Squeeze | FlowLayer::Unsqueeze | FlowLayer::FactorOut { .. } => {}
         }
     }
-    ranges.sort_by_key(|range| range.start);
-    Ok(ranges)
+    Ok(())
 }
 
 fn visit_net<'a>(
@@ -95,11 +105,14 @@ pub fn inflate_weights(file: &mut [u8], magnitude: f32, min_values: usize) -> Re
     reseal(file)
 }
 
-/// Recomputes the header's length and checksum for the (edited) payload after it.
+/// Recomputes the header's length and checksum for the (edited) payload after it, keeping
+/// the file's format version (a version-1 payload stays a version-1 file).
 pub fn reseal(file: &mut [u8]) -> Result<()> {
     let (header, payload) = file
         .split_first_chunk_mut::<HEADER_LEN>()
         .ok_or(Error::TooShort { len: 0 })?;
+    let version = [header[8], header[9]];
     *header = header_for(payload)?;
+    header[8..10].copy_from_slice(&version);
     Ok(())
 }

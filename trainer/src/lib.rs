@@ -9,6 +9,7 @@
 //! errors are [`error::Error`].
 
 pub mod atomic_write;
+pub mod baseline;
 pub mod calibration;
 pub mod cli;
 pub mod config;

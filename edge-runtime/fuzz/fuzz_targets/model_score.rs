@@ -1,7 +1,8 @@
 //! Models that validate, scored: the input is a model file (its checksum is recomputed, so
 //! mutations reach the payload instead of stopping at the header) or a bare payload. Every
 //! model that loads scores frames of several sizes and formats without a panic, and every
-//! verdict fails closed: a non-finite score is a rejection with a fault.
+//! verdict fails closed: a non-finite score (the detail branch's included) is a rejection
+//! with a fault.
 #![no_main]
 
 use flowgate_edge::{Decision, Fault, Frame, Gate, Limits, PixelFormat};
@@ -32,13 +33,24 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut scratch = vec![0f32; gate.scratch_len()];
     let input = gate.model().input;
+    // A detail branch reads frames of its camera's size only; a small one is scored at it
+    // too (a large one costs more than the limits let through anyway).
+    let camera = gate
+        .model()
+        .detail
+        .as_ref()
+        .map(|detail| (detail.frame_width, detail.frame_height))
+        .filter(|&(width, height)| u64::from(width) * u64::from(height) <= 64 * 48);
     let pixels: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 37 % 251) as u8).collect();
     // At the model's size, larger in colour, and smaller in YUYV (resized either way).
-    let frames = [
+    let mut frames = vec![
         (input.width, input.height, PixelFormat::Gray8),
         (64, 48, PixelFormat::Bgr8),
         (4, 2, PixelFormat::Yuyv),
     ];
+    if let Some((width, height)) = camera {
+        frames.push((width, height, PixelFormat::Gray8));
+    }
     for (width, height, format) in frames {
         let Ok(frame) = Frame::packed(&pixels, width, height, format) else {
             continue;
@@ -46,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(verdict) = gate.score(&frame, &mut scratch) {
             let finite = verdict.log_likelihood.is_finite()
                 && verdict.bits_per_dim.is_finite()
-                && verdict.ood_score.is_finite();
+                && verdict.ood_score.is_finite()
+                && verdict.detail_bits_per_dim.is_none_or(f64::is_finite);
             if !finite {
                 assert_eq!(verdict.decision, Some(Decision::Reject));
                 assert_eq!(verdict.fault, Some(Fault::NonFiniteScore));

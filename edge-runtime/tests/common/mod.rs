@@ -65,7 +65,7 @@ impl Run {
         );
         lines
             .map(|line| line.split(',').map(str::to_owned).collect::<Vec<_>>())
-            .inspect(|row| assert_eq!(row.len(), 7, "{row:?}"))
+            .inspect(|row| assert_eq!(row.len(), 8, "{row:?}"))
             .collect()
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{
-    CalibrateArgs, CorruptArgs, DetailArgs, DistilArgs, EvalArgs, ExportArgs, FitArgs, FramesArgs,
-    Int8Choice, OnnxArgs, QuantizeArgs, ScoreArgs, ScoreChoice, TrainArgs,
+    BaselineArgs, CalibrateArgs, CorruptArgs, DetailArgs, DistilArgs, EvalArgs, ExportArgs,
+    FitArgs, FramesArgs, Int8Choice, OnnxArgs, QuantizeArgs, ScoreArgs, ScoreChoice, TrainArgs,
 };
 use crate::atomic_write;
 use crate::calibration::{self, CalibratedScore};
@@ -120,6 +120,53 @@ pub fn detail(args: DetailArgs) -> Result<()> {
         report.rejected.1
     );
     println!("wrote {}", options.out.display());
+    Ok(())
+}
+
+pub fn baseline(args: BaselineArgs) -> Result<()> {
+    use crate::baseline::{Baseline, read_folder, threshold};
+    use crate::eval::{OodReport, ScoreSet};
+    let frames = read_folder(&args.train)?;
+    anyhow::ensure!(
+        args.held_out > 0 && args.held_out + 2 <= frames.len(),
+        "--held-out {}: keep at least two of the {} training frames to fit on",
+        args.held_out,
+        frames.len()
+    );
+    let (fit, held_out) = frames.split_at(frames.len() - args.held_out);
+    let baseline = Baseline::fit(fit)?;
+    let held_scores: Vec<f64> = held_out.iter().map(|f| baseline.score(f)).collect();
+    let cut = threshold(&held_scores, args.rate)?;
+    let name = |path: &std::path::Path| {
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let score_folder = |dir: &std::path::Path| -> Result<Vec<f64>> {
+        Ok(read_folder(dir)?
+            .iter()
+            .map(|f| baseline.score(f))
+            .collect())
+    };
+    let in_scores = score_folder(&args.in_dist)?;
+    let mut ood = Vec::new();
+    for dir in &args.ood {
+        ood.push((name(dir), score_folder(dir)?));
+    }
+    let in_name = name(&args.in_dist);
+    let sets: Vec<ScoreSet<'_>> = ood.iter().map(|(n, s)| ScoreSet::new(n, s)).collect();
+    let report = OodReport::with_threshold(ScoreSet::new(&in_name, &in_scores), &sets, Some(cut))?;
+    eprintln!(
+        "OOD score: the largest |z| of the baseline's six statistics; threshold {cut:.3} at {:.1}% \
+         false rejects on the last {} training frames (the \"mean bpd\" column holds the mean score)",
+        100.0 * args.rate,
+        args.held_out
+    );
+    print!("{report}");
+    if let Some(path) = &args.json {
+        atomic_write::write_bytes(path, report.to_json().as_bytes())?;
+    }
     Ok(())
 }
 

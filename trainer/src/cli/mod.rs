@@ -77,6 +77,13 @@ pub enum Command {
     /// the new threshold. The gate then scores frames only at the camera's size.
     #[command(verbatim_doc_comment)]
     Detail(DetailArgs),
+    /// The statistics baseline a user could build with OpenCV instead of a flow, evaluated
+    /// like a gate: six per-frame statistics at the frame's own size (brightness, contrast,
+    /// Laplacian variance, Immerkaer's noise estimate, Sobel edge density, chi-square
+    /// histogram distance), each standardised on the training frames; the score is their
+    /// largest |z|, the threshold its quantile at 1 - rate on the held-out frames. Prints
+    /// the same table as `eval` (its "mean bpd" column holds the mean score).
+    Baseline(BaselineArgs),
     /// Train a flow from a TOML config (see configs/); writes weights, checkpoints and the
     /// exported model into --out.
     Train(TrainArgs),
@@ -222,6 +229,29 @@ pub struct DetailArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
     pub device: crate::training::Compute,
+}
+
+/// Arguments of `baseline`.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Normal frames (a folder of images): all but the last --held-out fit the statistics.
+    #[arg(long, value_name = "DIR")]
+    pub train: PathBuf,
+    /// The last N training frames set the threshold instead.
+    #[arg(long, value_name = "N")]
+    pub held_out: usize,
+    /// Target false-reject rate on the held-out frames.
+    #[arg(long, default_value_t = 0.01)]
+    pub rate: f64,
+    /// Normal test frames (a folder of images).
+    #[arg(long, value_name = "DIR")]
+    pub in_dist: PathBuf,
+    /// OOD test frames (a folder of images); repeat for several sets.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub ood: Vec<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `START..END` as a range.
@@ -522,6 +552,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fit(args) => commands::fit(args),
         Command::Detail(args) => commands::detail(args),
+        Command::Baseline(args) => commands::baseline(args),
         Command::Train(args) => commands::train(args),
         Command::Distil(args) => commands::distil(args),
         Command::Score(args) => commands::score(args),
