@@ -32,6 +32,7 @@ pub fn pretrain_extractor(
     (train_set, held_out): (&ImageSet, &ImageSet),
     device: &Device,
     progress: bool,
+    deadline: Option<std::time::Instant>,
 ) -> Result<FlowModel> {
     let Architecture::Embedding { extractor, .. } = &config.model.architecture else {
         return Ok(model);
@@ -49,6 +50,7 @@ pub fn pretrain_extractor(
         checkpoint_every: None,
         progress,
         run: None,
+        deadline,
     };
     // Its own streams of batches and noise, so the flow's stay those of a pixel flow's run.
     let source = BatchSource {

@@ -38,6 +38,11 @@ pub struct RunOptions {
     pub compute: Compute,
     /// How the model was made, recorded in the exported model file.
     pub provenance: String,
+    /// Stop training after the step during which this instant passes (keeping the best
+    /// weights so far, with a checkpoint to resume from): a time budget.
+    pub deadline: Option<std::time::Instant>,
+    /// The same for a flow on embeddings' extractor pretraining.
+    pub pretrain_deadline: Option<std::time::Instant>,
 }
 
 /// Outcome of a run.
@@ -56,6 +61,8 @@ pub struct TrainReport {
     pub model_path: PathBuf,
     /// The final weights as the edge gate's model file.
     pub exported_path: PathBuf,
+    /// The step after which [`RunOptions::deadline`] stopped the run, if it did.
+    pub stopped_at: Option<usize>,
 }
 
 /// A fresh model with parameters drawn from the config's seed (its own generator).
@@ -81,6 +88,8 @@ pub fn train(
         progress,
         compute,
         provenance: "flowgate train".to_owned(),
+        deadline: None,
+        pretrain_deadline: None,
     };
     train_run(config, &options)
 }
@@ -121,7 +130,7 @@ pub fn train_on_images(
         recent: VecDeque::new(),
     };
     let outcome = driver::run(
-        &flow_schedule(config, &run, options.progress, config.name.clone()),
+        &flow_schedule(config, &run, options, config.name.clone()),
         &flow_batches(config, train_set),
         start,
         &mut objective,
@@ -137,6 +146,7 @@ pub fn train_on_images(
         best: outcome.best,
         model_path,
         exported_path,
+        stopped_at: outcome.stopped_at,
     };
     Ok((report, outcome.model))
 }
@@ -181,6 +191,7 @@ pub(crate) fn prepared_start(
             (train_set, held_out),
             device,
             options.progress,
+            options.pretrain_deadline,
         )?;
     }
     start.model = crate::pretrain::freeze_extractor(start.model);
@@ -192,7 +203,7 @@ pub(crate) fn prepared_start(
 pub(crate) fn flow_schedule<'a>(
     config: &TrainConfig,
     run: &'a RunFolder,
-    progress: bool,
+    options: &RunOptions,
     label: String,
 ) -> Schedule<'a> {
     let train = &config.train;
@@ -203,8 +214,9 @@ pub(crate) fn flow_schedule<'a>(
         grad_clip: train.grad_clip,
         validate_every: train.validate_every,
         checkpoint_every: Some(train.checkpoint_every),
-        progress,
+        progress: options.progress,
         run: Some(run),
+        deadline: options.deadline,
     }
 }
 

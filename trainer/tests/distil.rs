@@ -106,6 +106,8 @@ fn run_options(out: &Path) -> RunOptions {
         progress: false,
         compute: Compute::Cpu,
         provenance: "flowgate distil (test)".to_owned(),
+        deadline: None,
+        pretrain_deadline: None,
     }
 }
 

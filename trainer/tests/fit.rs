@@ -58,6 +58,7 @@ fn options(input: &Path, out: &Path) -> FitOptions {
         student_config: None,
         progress: false,
         detail: true,
+        minutes: None,
     }
 }
 
@@ -284,5 +285,41 @@ fn bad_inputs_are_refused_with_their_errors_and_leave_nothing_behind() {
     );
     assert!(started.elapsed().as_secs() < 10, "refused before training");
     nothing_written("board");
+    std::fs::remove_dir_all(&dir).expect("cleans up");
+}
+
+#[test]
+fn a_time_budget_stops_every_training_early_and_still_writes_a_working_gate() {
+    let dir = scratch("minutes");
+    let footage = native_frames(&dir, 40);
+    let gate_path = dir.join("camera.fgm");
+    let mut options = options(&footage, &gate_path);
+    // The recipes' full step counts, and a budget the frame extraction alone exceeds: every
+    // training stops after its first step.
+    options.steps = None;
+    options.minutes = Some(0.001);
+    let started = Instant::now();
+    let report = fit::fit(&options).expect("fit succeeds within its budget");
+    assert!(
+        started.elapsed().as_secs() < 120,
+        "took {:?}: the budget did not stop the trainings",
+        started.elapsed()
+    );
+    assert_eq!(report.trainings.len(), 2);
+    for training in &report.trainings {
+        assert!(
+            training.contains("1 steps run now") && training.contains("stopped it after step 1"),
+            "{training}"
+        );
+    }
+    let bytes = std::fs::read(&gate_path).expect("the gate is written");
+    let gate = flowgate_edge::Gate::new(&bytes).expect("loads");
+    assert!(gate.model().threshold.is_some() && gate.patch_model().is_some());
+    let error = fit::fit(&FitOptions {
+        minutes: Some(-1.0),
+        ..options.clone()
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("--minutes"), "{error}");
     std::fs::remove_dir_all(&dir).expect("cleans up");
 }

@@ -47,6 +47,7 @@ pub fn fit(args: FitArgs) -> Result<()> {
         student_config: args.student_config,
         progress: true,
         detail: !args.no_detail,
+        minutes: (args.minutes > 0.0).then_some(args.minutes),
     };
     let report = crate::fit::fit(&options)
         .with_context(|| format!("fitting a gate to {}", options.input.display()))?;
@@ -71,6 +72,7 @@ pub fn detail(args: DetailArgs) -> Result<()> {
         progress: true,
         compute: args.device,
         resume: false,
+        deadline: None,
     };
     let report = crate::detail::add_detail(&options).with_context(|| {
         format!(
@@ -179,6 +181,8 @@ pub fn train(args: TrainArgs) -> Result<()> {
         progress: true,
         compute: args.device,
         provenance: format!("flowgate train --config {}", args.config.display()),
+        deadline: None,
+        pretrain_deadline: None,
     };
     let (report, _) = training::train_run(&config, &options)
         .with_context(|| format!("training {} into {}", config.name, args.out.display()))?;
@@ -224,6 +228,8 @@ pub fn distil(args: DistilArgs) -> Result<()> {
             args.student_config.display(),
             args.weight
         ),
+        deadline: None,
+        pretrain_deadline: None,
     };
     let (report, _) = crate::distil::distil(&config, &teacher, &distil_options, &options)
         .with_context(|| format!("distilling {} into {}", config.name, args.out.display()))?;

@@ -190,6 +190,12 @@ pub struct FitArgs {
     /// judges only the frame's thumbnail and accepts frames of any size.
     #[arg(long)]
     pub no_detail: bool,
+    /// Training-time budget in minutes for the whole fit, frame extraction included: each
+    /// training stops at its share of what is left (keeping its best weights so far and a
+    /// checkpoint; running fit again continues them). 0: no limit, every recipe runs all
+    /// its steps.
+    #[arg(long, value_name = "M", default_value_t = 20.0)]
+    pub minutes: f64,
 }
 
 /// Arguments of `detail`.

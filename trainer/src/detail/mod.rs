@@ -69,6 +69,8 @@ pub struct DetailOptions {
     /// Continue the patch model's training from the work folder's checkpoint when it holds
     /// an earlier run of the same recipe (`flowgate fit` on footage it has seen).
     pub resume: bool,
+    /// Stop the patch model's training at this instant (`flowgate fit --minutes`).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What `flowgate detail` made.
@@ -209,6 +211,8 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
             frames.start,
             held_out.start
         ),
+        deadline: options.deadline,
+        pretrain_deadline: None,
     };
     let (training, _) =
         training::train_on_images(&config, &run_options, &train_set, &held_out_set)?;

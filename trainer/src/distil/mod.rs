@@ -98,6 +98,8 @@ pub struct DistilReport {
     pub model_path: PathBuf,
     /// The final weights as the edge gate's model file.
     pub exported_path: PathBuf,
+    /// The step after which the run's deadline stopped it, if it did.
+    pub stopped_at: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -203,7 +205,7 @@ pub fn distil(
     )?;
     let label = format!("{} <- {}", config.name, teacher.config.name);
     let outcome = driver::run(
-        &training::flow_schedule(config, &run, options.progress, label),
+        &training::flow_schedule(config, &run, options, label),
         &training::flow_batches(config, &train_set),
         start,
         &mut objective,
@@ -227,6 +229,7 @@ pub fn distil(
         history,
         model_path,
         exported_path,
+        stopped_at: outcome.stopped_at,
     };
     Ok((report, outcome.model))
 }

@@ -62,6 +62,9 @@ pub struct Schedule<'a> {
     pub progress: bool,
     /// Where checkpoints and the best weights go; `None` keeps everything in memory.
     pub run: Option<&'a RunFolder>,
+    /// Stop after the step during which this instant passes (validating and checkpointing
+    /// as after the last step): a training-time budget (`flowgate fit --minutes`).
+    pub deadline: Option<Instant>,
 }
 
 /// Where a run starts: its model and optimiser, at a step, with the best held-out objective
@@ -142,6 +145,8 @@ pub struct Outcome {
     pub images_per_second: f64,
     /// With validation: the kept weights' step and held-out objective.
     pub best: Option<(usize, f64)>,
+    /// The step after which the schedule's deadline stopped the run, if it did.
+    pub stopped_at: Option<usize>,
 }
 
 /// Runs `schedule` from `start` on batches from `source` (on `device`), minimising
@@ -164,6 +169,8 @@ pub fn run(
     bar.set_position(first as u64);
     let started = Instant::now();
     let mut validation_note = String::new();
+    let mut stopped_at = None;
+    let mut done = first;
     for step in first..steps {
         let mut batch = source.batch(step, device);
         let StepLoss { loss, note } = objective.loss(&model, &mut batch)?;
@@ -181,8 +188,12 @@ pub fn run(
             optim::clip_global_norm(&model, &mut grads, max_norm);
         }
         model = optim.step(schedule.lr, model, grads);
-        let done = step + 1;
-        let last = done == steps;
+        done = step + 1;
+        let out_of_time = done < steps && schedule.deadline.is_some_and(|d| Instant::now() >= d);
+        if out_of_time {
+            stopped_at = Some(done);
+        }
+        let last = done == steps || out_of_time;
         bar.set_position(done as u64);
         if let (Some(every), Some(run)) = (schedule.validate_every, schedule.run)
             && (done.is_multiple_of(every) || last)
@@ -206,17 +217,21 @@ pub fn run(
         {
             run.save_checkpoint(done, &model, &optim)?;
         }
+        if out_of_time {
+            break;
+        }
     }
     bar.finish();
     if let (Some(_), Some(run)) = (best, schedule.run) {
         model = run.load_best(model)?;
     }
-    let steps_run = steps.saturating_sub(first);
+    let steps_run = done.saturating_sub(first);
     Ok(Outcome {
         model,
         steps_run,
         images_per_second: (steps_run * source.order.batch) as f64
             / started.elapsed().as_secs_f64().max(1e-9),
         best,
+        stopped_at,
     })
 }

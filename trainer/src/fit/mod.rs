@@ -9,6 +9,7 @@
 //! the last run stopped.
 
 mod budget;
+mod deadlines;
 mod error;
 mod plot;
 mod recipe;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use budget::{Board, Cost};
+pub use deadlines::Deadlines;
 pub use error::{FitError, FitResult};
 pub use recipe::Recipes;
 pub use report::{LEAST_NORMAL, Outlier, Report, report_paths};
@@ -65,6 +67,9 @@ pub struct FitOptions {
     pub progress: bool,
     /// Add the native-resolution detail branch ([`crate::detail`]).
     pub detail: bool,
+    /// Training-time budget in minutes for the whole fit ([`Deadlines`]); `None`: every
+    /// recipe runs all its steps.
+    pub minutes: Option<f64>,
 }
 
 impl FitOptions {
@@ -93,6 +98,13 @@ fn step(text: &str) {
 /// on disk always has its report), each atomically; returns what the report shows.
 pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let started = Instant::now();
+    if let Some(minutes) = options.minutes
+        && !(minutes.is_finite() && minutes > 0.0)
+    {
+        return Err(FitError::Trainer(crate::Error::Evaluation(format!(
+            "--minutes must be a positive number of minutes, got {minutes}"
+        ))));
+    }
     if !(options.rate > 0.0 && options.rate < 0.5) {
         return Err(FitError::Trainer(crate::Error::Evaluation(format!(
             "--rate must be in (0, 0.5), got {}",
@@ -165,6 +177,24 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
         split::describe(origins, split.held_out_range())
     ));
 
+    let deadlines = options.minutes.map(|minutes| {
+        Deadlines::plan(
+            started,
+            std::time::Duration::from_secs_f64(minutes * 60.0),
+            Instant::now(),
+            options.detail,
+        )
+    });
+    if let Some(minutes) = options.minutes {
+        step(&format!(
+            "time budget {minutes} min: trainings stop at their share of the {:.1} min left",
+            deadlines.map_or(0.0, |d| d
+                .detail
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                / 60.0)
+        ));
+    }
     let mut trainings = Vec::new();
     let teacher_dir = work.join(TEACHER_RUN);
     let teacher_resume = frames.reused && resumable(&teacher_dir, &configs.teacher)?;
@@ -183,12 +213,15 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             progress: options.progress,
             compute: Compute::Cpu,
             provenance: format!("flowgate fit --input {}", options.input.display()),
+            deadline: deadlines.map(|d| d.teacher),
+            pretrain_deadline: deadlines.map(|d| d.pretrain),
         },
     )?;
     trainings.push(describe_training(
         &configs.teacher.name,
         teacher_report.steps_run,
         teacher_report.best,
+        teacher_report.stopped_at,
     ));
     let teacher = Teacher::load(&teacher_dir)?;
 
@@ -220,12 +253,15 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
                 options.input.display(),
                 configs.teacher.name
             ),
+            deadline: deadlines.map(|d| d.gate),
+            pretrain_deadline: None,
         },
     )?;
     trainings.push(describe_training(
         &configs.student.name,
         student_report.steps_run,
         student_report.best,
+        student_report.stopped_at,
     ));
 
     step(&format!(
@@ -257,7 +293,14 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
         &how,
     )?;
     let (gate_bytes, detail) = if options.detail {
-        let (bytes, line) = with_detail(options, &work, &calibrated.bytes, split, frames.reused)?;
+        let deadline = deadlines.map(|d| d.detail);
+        let (bytes, line) = with_detail(
+            options,
+            &work,
+            &calibrated.bytes,
+            split,
+            (frames.reused, deadline),
+        )?;
         (bytes, Some(line))
     } else {
         (calibrated.bytes.clone(), None)
@@ -331,7 +374,7 @@ fn with_detail(
     work: &Path,
     calibrated: &[u8],
     split: Split,
-    frames_reused: bool,
+    (frames_reused, deadline): (bool, Option<Instant>),
 ) -> FitResult<(Vec<u8>, String)> {
     step("detail branch: a patch model on the frames at the camera's own size");
     let thumbnail_gate = work.join("gate-thumbnail.fgm");
@@ -352,6 +395,7 @@ fn with_detail(
         progress: options.progress,
         compute: Compute::Cpu,
         resume: frames_reused,
+        deadline,
     };
     let report = crate::detail::add_detail(&detail_options)?;
     let bytes = std::fs::read(&detail_gate).map_err(FitError::io(&detail_gate))?;
@@ -397,8 +441,18 @@ pub(crate) fn resumable(dir: &Path, config: &TrainConfig) -> crate::Result<bool>
         .is_some_and(|step| step <= config.train.steps))
 }
 
-fn describe_training(name: &str, steps_run: usize, best: Option<(usize, f64)>) -> String {
+fn describe_training(
+    name: &str,
+    steps_run: usize,
+    best: Option<(usize, f64)>,
+    stopped_at: Option<usize>,
+) -> String {
     let mut text = format!("{name}: {steps_run} steps run now");
+    if let Some(step) = stopped_at {
+        text.push_str(&format!(
+            " (the --minutes budget stopped it after step {step}; run fit again to continue)"
+        ));
+    }
     if let Some((step, objective)) = best {
         text.push_str(&format!(
             ", kept the weights of step {step} (held-out {objective:.3})"
