@@ -51,7 +51,9 @@ pub struct Detail<'a> {
 pub struct Standardise {
     /// A typical normal frame's value (the writer uses the median).
     pub center: f32,
-    /// How far normal frames spread around it (the writer uses a robust spread); positive.
+    /// How far normal frames spread around it (the writer uses the deviation from the
+    /// median at the calibration rate's quantile, so that each part's own threshold lands at
+    /// 1); positive.
     pub spread: f32,
 }
 

@@ -389,13 +389,25 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let in_set = evaluation.in_dist.score_set();
         let ood_sets = evaluation.ood_sets();
+        // Positive scores orders of magnitude apart go on a log axis, where every set shows;
+        // otherwise the axis focuses on the normal frames and counts the rest off-range.
+        let log_x = compare::wants_log_axis(&evaluation);
         plots::bpd_histograms(
             &dir.join("bpd_histograms.png"),
             in_set,
             &ood_sets,
             &plots::HistogramOptions {
-                range: compare::focus_range(&evaluation)?,
-                x_label: "OOD score (higher = more anomalous)".to_owned(),
+                range: if log_x {
+                    None
+                } else {
+                    compare::focus_range(&evaluation)?
+                },
+                log_x,
+                x_label: if log_x {
+                    "OOD score, log scale (higher = more anomalous)".to_owned()
+                } else {
+                    "OOD score (higher = more anomalous)".to_owned()
+                },
                 title: "OOD scores".to_owned(),
                 ..Default::default()
             },

@@ -71,8 +71,8 @@ pub enum Command {
     /// patches at random positions; the patch model (configs/camera-detail.toml) trains on
     /// the training frames' patches and stops early on the held-out frames' (the last ones,
     /// as fit holds them out, or the last --held-out of --frames). The held-out frames then
-    /// set how the gate's two scores combine: each is standardised by its median and robust
-    /// spread on them, the gate's score is the larger (the patch part two-sided: noise makes
+    /// set how the gate's two scores combine: each is centred on its median and scaled so
+    /// that its own 1 - rate quantile is 1, the gate's score is the larger (the patch part two-sided: noise makes
     /// patches unlikely, blur or a flat picture too likely), and its quantile at 1 - rate is
     /// the new threshold. The gate then scores frames only at the camera's size.
     #[command(verbatim_doc_comment)]

@@ -6,8 +6,9 @@
 //! 2. The patch model ([`DETAIL_RECIPE`], a small RealNVP on 8x8 patches) trains on the
 //!    training frames' patches; the held-out frames' patches stop it early.
 //! 3. The held-out frames are streamed again and scored by the gate with the new branch: the
-//!    thumbnail's OOD score and the patches' mean bits/dim. Their medians and robust spreads
-//!    standardise the two scores, and the combined score's quantile at `1 - rate` becomes the
+//!    thumbnail's OOD score and the patches' mean bits/dim. Each is centred on its median and
+//!    divided by its deviation at the `1 - rate` quantile (so each part's own threshold
+//!    would be 1), and the combined score's quantile at `1 - rate` becomes the
 //!    gate's threshold, as `flowgate calibrate` sets one.
 //!
 //! The held-out frames are the last ones, as `flowgate fit` holds them out ([`Split`]), or
@@ -36,8 +37,6 @@ pub const DETAIL_RECIPE: &str = include_str!("../../../configs/camera-detail.tom
 pub const DEFAULT_GRID: (u32, u32) = (8, 6);
 /// Random training patches taken from each frame.
 pub const PATCHES_PER_FRAME: usize = 48;
-/// `1.4826 * MAD` estimates a normal distribution's standard deviation.
-const MAD_TO_SIGMA: f64 = 1.4826;
 
 /// What `flowgate detail` was asked.
 #[derive(Debug, Clone)]
@@ -250,20 +249,20 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
         }
         Ok(())
     })?;
-    let frame_standardise = robust_standardise(&frame_scores)?;
-    let detail_standardise = robust_standardise(&detail_scores)?;
-    let detail = branch(frame_standardise, detail_standardise);
-    let combined: Vec<f64> = frame_scores
-        .iter()
-        .zip(&detail_scores)
-        .map(|(&frame, &patches)| detail.combined_score(frame, patches))
-        .collect();
     // The gate stores its rate as f32: rounded back to the decimal it was given as.
     let rate = options.rate.unwrap_or_else(|| {
         gate.threshold.as_ref().map_or(0.01, |t| {
             (f64::from(t.target_false_reject_rate) * 1e6).round() / 1e6
         })
     });
+    let frame_standardise = tail_standardise(&frame_scores, false, rate)?;
+    let detail_standardise = tail_standardise(&detail_scores, true, rate)?;
+    let detail = branch(frame_standardise, detail_standardise);
+    let combined: Vec<f64> = frame_scores
+        .iter()
+        .zip(&detail_scores)
+        .map(|(&frame, &patches)| detail.combined_score(frame, patches))
+        .collect();
     let record = calibration::calibrate(&mut combined.clone(), rate).map_err(calibration_error)?;
     let threshold = f64::from(record.ood_score);
     let rejected = |scores: &[f64], cut: f64| scores.iter().filter(|&&s| s > cut).count();
@@ -348,20 +347,33 @@ pub fn patch_payload(file: &[u8]) -> Result<Vec<u8>> {
     postcard::to_allocvec(&patch).map_err(|e| Error::Format(flowgate_shared::Error::Encode(e)))
 }
 
-/// The median and `1.4826 * MAD` (a normal's standard deviation, robust to the odd frame
-/// that is not normal after all) of held-out scores; the spread is kept above a floor so
-/// that identical scores do not divide by zero.
-fn robust_standardise(scores: &[f64]) -> Result<Standardise> {
+/// How a part's held-out scores are put on the common scale: centred on their median and
+/// divided by their deviation at the `1 - rate` quantile (of `s - median` for the one-sided
+/// thumbnail score, of `|s - median|` for the two-sided patch score). Each part's own
+/// calibrated threshold then lands at 1, so the combined threshold weighs the parts by their
+/// own tails: a thumbnail whose held-out scores have one far frame does not make the patch
+/// part insensitive, as a spread from the bulk (MAD) would. The spread is kept above a
+/// floor so that identical scores do not divide by zero.
+fn tail_standardise(scores: &[f64], two_sided: bool, rate: f64) -> Result<Standardise> {
     let mut sorted = scores.to_vec();
     calibration::sort_finite(&mut sorted).map_err(calibration_error)?;
     let center = calibration::quantile_sorted(&sorted, 0.5);
-    let mut deviations: Vec<f64> = sorted.iter().map(|s| (s - center).abs()).collect();
+    let mut deviations: Vec<f64> = sorted
+        .iter()
+        .map(|s| {
+            if two_sided {
+                (s - center).abs()
+            } else {
+                s - center
+            }
+        })
+        .collect();
     deviations.sort_by(f64::total_cmp);
-    let mad = calibration::quantile_sorted(&deviations, 0.5);
+    let tail = calibration::quantile_sorted(&deviations, 1.0 - rate);
     let floor = 1e-3 * center.abs().max(1e-3);
     Ok(Standardise {
         center: center as f32,
-        spread: (MAD_TO_SIGMA * mad).max(floor) as f32,
+        spread: tail.max(floor) as f32,
     })
 }
 
@@ -384,13 +396,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn robust_standardisation_ignores_an_outlier_and_never_divides_by_zero() {
-        let s = robust_standardise(&[1.0, 2.0, 3.0, 4.0, 1000.0]).unwrap();
-        assert_eq!(s.center, 3.0);
-        assert!((f64::from(s.spread) - MAD_TO_SIGMA).abs() < 1e-6);
-        let flat = robust_standardise(&[5.0; 4]).unwrap();
+    fn each_part_is_scaled_to_its_own_tail_and_never_divided_by_zero() {
+        let scores: Vec<f64> = (0..=100).map(f64::from).collect();
+        // Median 50; the 99% quantile of s - 50 (-50..=50) is 49; |s - 50| is 0 once and
+        // 1..=50 twice each, its 99% quantile (index 99 of 101) 50.
+        let one_sided = tail_standardise(&scores, false, 0.01).unwrap();
+        assert_eq!(one_sided.center, 50.0);
+        assert!((f64::from(one_sided.spread) - 49.0).abs() < 1e-9);
+        let two_sided = tail_standardise(&scores, true, 0.01).unwrap();
+        assert!((f64::from(two_sided.spread) - 50.0).abs() < 1e-9);
+        // At its own 99% quantile a part's standardised score is 1.
+        assert!((one_sided.apply(99.0) - 1.0).abs() < 1e-9);
+        let flat = tail_standardise(&[5.0; 4], true, 0.01).unwrap();
         assert!(flat.spread > 0.0);
-        assert!(robust_standardise(&[1.0, f64::NAN]).is_err());
+        assert!(tail_standardise(&[1.0, f64::NAN], false, 0.01).is_err());
     }
 
     #[test]

@@ -161,6 +161,23 @@ pub fn evaluate(request: &EvalRequest<'_>) -> Result<Evaluation> {
     })
 }
 
+/// Whether the scores are all positive and span more than a factor of 20: a log axis then
+/// shows every set, where a linear one squeezes the normal frames into one bin.
+pub fn wants_log_axis(evaluation: &Evaluation) -> bool {
+    let all = evaluation
+        .in_dist
+        .scores
+        .ood_scores
+        .iter()
+        .chain(evaluation.ood.iter().flat_map(|set| &set.scores.ood_scores))
+        .copied()
+        .filter(|s| s.is_finite());
+    let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+        (lo.min(s), hi.max(s))
+    });
+    low > 0.0 && high / low > 20.0
+}
+
 /// A histogram range around the in-distribution scores when some OOD scores lie far beyond
 /// them (a covered lens scores 40 times a normal frame): from the lowest score to the
 /// in-distribution 99th percentile plus five times its distance from the median. Sets beyond

@@ -158,6 +158,9 @@ impl Report {
             kib(self.cost.plan_bytes),
             kib(self.cost.scratch_bytes)
         );
+        for training in &self.trainings {
+            let _ = writeln!(text, "trained   {training}");
+        }
         if let Some(detail) = &self.detail {
             let _ = writeln!(text, "detail    {detail}");
         }
