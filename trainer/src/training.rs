@@ -108,16 +108,7 @@ pub fn train_on_images(
     train_set: &ImageSet,
     held_out: &ImageSet,
 ) -> Result<(TrainReport, FlowModel)> {
-    if train_set.count == 0 {
-        return Err(Error::NoTrainingImages {
-            name: config.name.clone(),
-        });
-    }
-    if config.train.validate_every.is_some() && held_out.count == 0 {
-        return Err(Error::NoHeldOutImages {
-            name: config.name.clone(),
-        });
-    }
+    check_sets(config, train_set, held_out)?;
     let (run, _lock) = RunFolder::create(&options.out_dir)?;
     run.write_config(config)?;
     let eval_device = device(options.compute)?;
@@ -158,6 +149,12 @@ pub(crate) fn checked_training_data(
     data_dir: &Path,
 ) -> Result<(ImageSet, ImageSet)> {
     let (train_set, held_out) = training_data(config, data_dir)?;
+    check_sets(config, &train_set, &held_out)?;
+    Ok((train_set, held_out))
+}
+
+/// Refuses an empty training set, and an empty held-out set when the config stops early.
+fn check_sets(config: &TrainConfig, train_set: &ImageSet, held_out: &ImageSet) -> Result<()> {
     if train_set.count == 0 {
         return Err(Error::NoTrainingImages {
             name: config.name.clone(),
@@ -168,7 +165,7 @@ pub(crate) fn checked_training_data(
             name: config.name.clone(),
         });
     }
-    Ok((train_set, held_out))
+    Ok(())
 }
 
 /// Where a flow's training starts: the run's checkpoint when resuming, else a seeded model

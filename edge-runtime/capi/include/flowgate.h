@@ -52,7 +52,9 @@ typedef enum {
    */
   FG_STATUS_BAD_FRAME = 7,
   /**
-   * The frame's size differs from the model's input and the model does not resize.
+   * The frame's size differs from the model's input and the model does not resize, or
+   * the model has a native-resolution detail branch and the frame is not at the camera's
+   * size it was made for.
    */
   FG_STATUS_SIZE_MISMATCH = 8,
   /**

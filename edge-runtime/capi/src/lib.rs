@@ -59,7 +59,9 @@ pub enum fg_status {
     /// The frame's width, height, stride or format is unusable (zero size, stride shorter
     /// than a row, odd YUYV width, a size that overflows).
     BadFrame = 7,
-    /// The frame's size differs from the model's input and the model does not resize.
+    /// The frame's size differs from the model's input and the model does not resize, or
+    /// the model has a native-resolution detail branch and the frame is not at the camera's
+    /// size it was made for.
     SizeMismatch = 8,
     /// An argument is out of range: a length above `PTRDIFF_MAX` bytes or a misaligned
     /// pointer.
@@ -425,7 +427,7 @@ pub fn message(status: fg_status) -> &'static CStr {
             c"bad frame (zero size, stride shorter than a row, odd YUYV width, or overflow)"
         }
         fg_status::SizeMismatch => {
-            c"frame size differs from the model's input and the model does not resize"
+            c"frame size differs from what the model takes (its input without resizing, or the camera size of its detail branch)"
         }
         fg_status::InvalidArgument => c"invalid argument (length too large or misaligned pointer)",
         fg_status::Internal => c"internal error in flowgate (a bug: please report it)",
@@ -445,7 +447,9 @@ pub fn status_of(error: &Error) -> fg_status {
         Error::Model(_) => fg_status::BadModel,
         Error::ScratchTooSmall { .. } => fg_status::ScratchTooSmall,
         Error::Frame(_) => fg_status::BadFrame,
-        Error::SizeMismatch { .. } => fg_status::SizeMismatch,
+        Error::SizeMismatch { .. } | Error::DetailFrameSize { .. } | Error::DetailNeedsFrame => {
+            fg_status::SizeMismatch
+        }
         Error::LimitExceeded { .. } => fg_status::LimitExceeded,
         _ => fg_status::Internal,
     }

@@ -580,3 +580,29 @@ fn limited_range_luma_scores_as_the_rust_gate_reads_it() {
     assert_eq!(score(2, &mut scratch).0, fg_status::InvalidArgument);
     assert_eq!(score(-1, &mut scratch).0, fg_status::InvalidArgument);
 }
+
+#[test]
+fn a_detail_gate_scores_camera_sized_frames_and_refuses_others_as_size_mismatch() {
+    let bytes = encode(&flowgate_shared::example::tiny_detail_model()).unwrap();
+    let handle = Handle::new(&bytes).unwrap();
+    let mut scratch = vec![0f32; handle.scratch_len()];
+    let gray = fg_pixel_format::Gray8;
+    let pixels = pattern(24 * 18, 3);
+    let verdict = handle
+        .score(&pixels, 24, 18, 24, gray, &mut scratch)
+        .expect("the camera's size scores");
+    // The same verdict as the Rust gate's: the combined score, not the thumbnail's.
+    let gate = flowgate_edge::Gate::new(&bytes).unwrap();
+    let frame =
+        flowgate_edge::Frame::packed(&pixels, 24, 18, flowgate_edge::PixelFormat::Gray8).unwrap();
+    let rust = gate
+        .score(&frame, &mut vec![0f32; gate.scratch_len()])
+        .unwrap();
+    assert_eq!(verdict.ood_score.to_bits(), rust.ood_score.to_bits());
+    assert!(rust.detail_bits_per_dim.is_some());
+    // The thumbnail alone would resize a 12x9 frame; the branch needs 24x18.
+    assert_eq!(
+        handle.score(&pixels, 12, 9, 12, gray, &mut scratch),
+        Err(fg_status::SizeMismatch)
+    );
+}

@@ -164,18 +164,23 @@ pub fn evaluate(request: &EvalRequest<'_>) -> Result<Evaluation> {
 /// Whether the scores are all positive and span more than a factor of 20: a log axis then
 /// shows every set, where a linear one squeezes the normal frames into one bin.
 pub fn wants_log_axis(evaluation: &Evaluation) -> bool {
-    let all = evaluation
+    let (low, high) = finite_score_range(evaluation);
+    low > 0.0 && high / low > 20.0
+}
+
+/// The lowest and highest finite OOD score of every set.
+fn finite_score_range(evaluation: &Evaluation) -> (f64, f64) {
+    evaluation
         .in_dist
         .scores
         .ood_scores
         .iter()
         .chain(evaluation.ood.iter().flat_map(|set| &set.scores.ood_scores))
         .copied()
-        .filter(|s| s.is_finite());
-    let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
-        (lo.min(s), hi.max(s))
-    });
-    low > 0.0 && high / low > 20.0
+        .filter(|s| s.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+            (lo.min(s), hi.max(s))
+        })
 }
 
 /// A histogram range around the in-distribution scores when some OOD scores lie far beyond
@@ -187,14 +192,7 @@ pub fn focus_range(evaluation: &Evaluation) -> Result<Option<(f64, f64)>> {
     let [median, p99] = metrics::quantiles(in_scores, &[0.5, 0.99])?[..] else {
         return Ok(None);
     };
-    let all = in_scores
-        .iter()
-        .chain(evaluation.ood.iter().flat_map(|set| &set.scores.ood_scores))
-        .copied()
-        .filter(|s| s.is_finite());
-    let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
-        (lo.min(s), hi.max(s))
-    });
+    let (low, high) = finite_score_range(evaluation);
     let focus = p99 + 5.0 * (p99 - median).max(1e-3);
     Ok((high > focus && low < focus).then_some((low, focus)))
 }
