@@ -128,17 +128,11 @@ struct Checked<'a> {
 }
 
 impl Checked<'_> {
-    /// Both plans together: steps and floats add up, the kernels' scratch is the larger.
+    /// Both plans together.
     fn plan_sizes(&self) -> PlanSizes {
-        let main = self.main.1;
-        match &self.patch {
-            None => main,
-            Some((_, patch)) => PlanSizes {
-                steps: main.steps.saturating_add(patch.steps),
-                floats: main.floats.saturating_add(patch.floats),
-                kernel_scratch: main.kernel_scratch.max(patch.kernel_scratch),
-            },
-        }
+        self.patch
+            .as_ref()
+            .map_or(self.main.1, |(_, patch)| self.main.1.beside(*patch))
     }
 
     fn scratch_len(&self) -> usize {
@@ -259,15 +253,9 @@ impl<'a> Gate<'a> {
     /// The plan's sizes: its memory besides the model file and the scratch (both plans, with
     /// a detail branch).
     pub fn plan_memory(&self) -> PlanSizes {
-        let main = self.main.sizes;
-        match &self.patch {
-            None => main,
-            Some(patch) => PlanSizes {
-                steps: main.steps.saturating_add(patch.sizes.steps),
-                floats: main.floats.saturating_add(patch.sizes.floats),
-                kernel_scratch: main.kernel_scratch.max(patch.sizes.kernel_scratch),
-            },
-        }
+        self.patch
+            .as_ref()
+            .map_or(self.main.sizes, |patch| self.main.sizes.beside(patch.sizes))
     }
 
     /// Bytes the gate needs in all, as [`Limits`] count them: the model file, the plan and

@@ -75,6 +75,16 @@ pub struct PlanSizes {
 }
 
 impl PlanSizes {
+    /// Two plans held side by side (a model and its detail branch's patch model): steps and
+    /// floats add up; the kernels' scratch is the larger, as they run one after the other.
+    pub fn beside(self, other: PlanSizes) -> PlanSizes {
+        PlanSizes {
+            steps: self.steps.saturating_add(other.steps),
+            floats: self.floats.saturating_add(other.floats),
+            kernel_scratch: self.kernel_scratch.max(other.kernel_scratch),
+        }
+    }
+
     /// Bytes of the step list and the float arena together.
     pub fn bytes(&self) -> u64 {
         let steps = (self.steps as u64).saturating_mul(core::mem::size_of::<Step>() as u64);

@@ -142,23 +142,7 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
     }
 
     // 1. Patches of every frame, kept by frame until the split is known.
-    let seed = config.train.seed;
-    let wanted = options.frames.clone();
-    let mut per_frame: Vec<Vec<u8>> = Vec::new();
-    let total = native::for_each_frame(&input, frame_size, options.progress, |index, frame| {
-        if wanted.as_ref().is_none_or(|range| range.contains(&index)) {
-            let mut patches = Vec::new();
-            patches::random_patches(
-                frame,
-                side,
-                PATCHES_PER_FRAME,
-                (seed, index as u64),
-                &mut patches,
-            )?;
-            per_frame.push(patches);
-        }
-        Ok(())
-    })?;
+    let (per_frame, total) = patches_by_frame(&input, frame_size, side, &config, options)?;
     let frames = match &options.frames {
         Some(range) if range.end > total || range.is_empty() => {
             return Err(Error::Detail(format!(
@@ -239,16 +223,8 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
         ..gate.clone()
     })?;
     let probe_gate = Gate::with_limits(&probe, Limits::UNLIMITED)?;
-    let mut scratch = vec![0f32; probe_gate.scratch_len()];
-    let (mut frame_scores, mut detail_scores) = (Vec::new(), Vec::new());
-    native::for_each_frame(&input, frame_size, options.progress, |index, frame| {
-        if held_out.contains(&index) {
-            let verdict = probe_gate.score(frame, &mut scratch)?;
-            frame_scores.push(gate.score.ood_score(verdict.bits_per_dim));
-            detail_scores.push(verdict.detail_bits_per_dim.unwrap_or(f64::NAN));
-        }
-        Ok(())
-    })?;
+    let (frame_scores, detail_scores) =
+        held_out_scores(&input, frame_size, &held_out, &probe_gate, options.progress)?;
     // The gate stores its rate as f32: rounded back to the decimal it was given as.
     let rate = options.rate.unwrap_or_else(|| {
         gate.threshold.as_ref().map_or(0.01, |t| {
@@ -316,6 +292,61 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
         threshold: (threshold_value, rate),
         rejected,
     })
+}
+
+/// The random training patches of every frame of `options.frames` (all by default), one
+/// buffer per frame, and how many frames the input has.
+fn patches_by_frame(
+    input: &Input,
+    frame_size: (u32, u32),
+    side: u32,
+    config: &TrainConfig,
+    options: &DetailOptions,
+) -> Result<(Vec<Vec<u8>>, usize)> {
+    let seed = config.train.seed;
+    let mut per_frame: Vec<Vec<u8>> = Vec::new();
+    let total = native::for_each_frame(input, frame_size, options.progress, |index, frame| {
+        if options
+            .frames
+            .as_ref()
+            .is_none_or(|range| range.contains(&index))
+        {
+            let mut patches = Vec::new();
+            patches::random_patches(
+                frame,
+                side,
+                PATCHES_PER_FRAME,
+                (seed, index as u64),
+                &mut patches,
+            )?;
+            per_frame.push(patches);
+        }
+        Ok(())
+    })?;
+    Ok((per_frame, total))
+}
+
+/// The held-out frames' thumbnail OOD scores and patch bits/dim, as `probe` (the gate with
+/// the new branch, unstandardised) scores them.
+fn held_out_scores(
+    input: &Input,
+    frame_size: (u32, u32),
+    held_out: &Range<usize>,
+    probe: &Gate<'_>,
+    progress: bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut scratch = vec![0f32; probe.scratch_len()];
+    let score_kind = probe.model().score;
+    let (mut frame_scores, mut detail_scores) = (Vec::new(), Vec::new());
+    native::for_each_frame(input, frame_size, progress, |index, frame| {
+        if held_out.contains(&index) {
+            let verdict = probe.score(frame, &mut scratch)?;
+            frame_scores.push(score_kind.ood_score(verdict.bits_per_dim));
+            detail_scores.push(verdict.detail_bits_per_dim.unwrap_or(f64::NAN));
+        }
+        Ok(())
+    })?;
+    Ok((frame_scores, detail_scores))
 }
 
 /// The patch model's recipe: built in or `config`, with `steps`.
