@@ -61,8 +61,6 @@ pub fn detail(args: DetailArgs) -> Result<()> {
             .work
             .unwrap_or_else(|| crate::detail::default_work(&args.out)),
         input: args.input,
-        gate: args.gate,
-        out: args.out,
         frames: args.frames,
         held_out: args.held_out,
         rate: args.rate,
@@ -74,13 +72,16 @@ pub fn detail(args: DetailArgs) -> Result<()> {
         resume: false,
         deadline: None,
     };
-    let report = crate::detail::add_detail(&options).with_context(|| {
+    let gate_file = std::fs::read(&args.gate)
+        .with_context(|| format!("cannot read {}", args.gate.display()))?;
+    let (bytes, report) = crate::detail::add_detail(&gate_file, &options).with_context(|| {
         format!(
             "adding a detail branch to {} from {}",
-            options.gate.display(),
+            args.gate.display(),
             options.input.display()
         )
     })?;
+    atomic_write::write_bytes(&args.out, &bytes)?;
     let (frame, patches) = report.standardise;
     let held = report.held_out.len();
     println!(
@@ -121,7 +122,7 @@ pub fn detail(args: DetailArgs) -> Result<()> {
         report.rejected.0,
         report.rejected.1
     );
-    println!("wrote {}", options.out.display());
+    println!("wrote {}", args.out.display());
     Ok(())
 }
 
@@ -348,18 +349,11 @@ pub fn onnx(args: OnnxArgs) -> Result<()> {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     use crate::eval::plots;
-    if let Some((_, score)) =
+    if let Some(rule) =
         compare::model_threshold(&args.model).with_context(|| args.model.display().to_string())?
     {
-        let with_detail = std::fs::read(&args.model)
-            .ok()
-            .and_then(|bytes| {
-                flowgate_shared::decode(&bytes)
-                    .ok()
-                    .map(|m| m.model.detail.is_some())
-            })
-            .unwrap_or(false);
-        let combined = if with_detail {
+        let score = rule.score;
+        let combined = if rule.detail {
             ", combined with the native-resolution detail branch (the ood_score column)"
         } else {
             ""

@@ -24,7 +24,6 @@ use flowgate_edge::{Gate, Limits};
 use flowgate_shared::calibration::{self, CalibrationError};
 use flowgate_shared::{Bytes, Detail, Model, Resize, ScoreKind, Standardise};
 
-use crate::atomic_write;
 use crate::config::TrainConfig;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
@@ -43,10 +42,6 @@ pub const PATCHES_PER_FRAME: usize = 48;
 pub struct DetailOptions {
     /// A video file or a folder of images: the camera's frames at their own size.
     pub input: PathBuf,
-    /// The gate to add the branch to.
-    pub gate: PathBuf,
-    /// The gate with the branch, to write.
-    pub out: PathBuf,
     /// The patch model's run folder.
     pub work: PathBuf,
     /// Only these frames of the input (positions), by default all.
@@ -118,10 +113,10 @@ impl DetailReport {
     }
 }
 
-/// See the module's documentation.
-pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
-    let gate_bytes = std::fs::read(&options.gate).map_err(Error::io(&options.gate))?;
-    let gate = flowgate_shared::decode(&gate_bytes)?.model;
+/// `gate_file` (a model file) with a detail branch, as a model file; see the module's
+/// documentation.
+pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>, DetailReport)> {
+    let gate = flowgate_shared::decode(gate_file)?.model;
     let input = Input::open(&options.input).map_err(|e| Error::Detail(e.to_string()))?;
     let frame_size = input
         .frame_size()
@@ -277,8 +272,7 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
     };
     let bytes = flowgate_shared::encode(&with_detail)?;
     let summary = flowgate_shared::decode(&bytes)?.summary;
-    atomic_write::write_bytes(&options.out, &bytes)?;
-    Ok(DetailReport {
+    let report = DetailReport {
         frame_size,
         frames,
         held_out,
@@ -291,7 +285,8 @@ pub fn add_detail(options: &DetailOptions) -> Result<DetailReport> {
         standardise: (frame_standardise, detail_standardise),
         threshold: (threshold_value, rate),
         rejected,
-    })
+    };
+    Ok((bytes, report))
 }
 
 /// The random training patches of every frame of `options.frames` (all by default), one

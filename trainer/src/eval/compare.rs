@@ -82,23 +82,36 @@ impl Evaluation {
     }
 }
 
-/// The threshold of a calibrated model file (`None` for a run folder or an uncalibrated
-/// model), and the OOD score it applies to.
-pub fn model_threshold(model: &Path) -> Result<Option<(f64, flowgate_shared::ScoreKind)>> {
+/// A calibrated model file's decision rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelThreshold {
+    /// Frames scoring above it are rejected.
+    pub threshold: f64,
+    /// The OOD score it applies to.
+    pub score: flowgate_shared::ScoreKind,
+    /// Whether the score is combined with a native-resolution detail branch.
+    pub detail: bool,
+}
+
+/// The decision rule of a calibrated model file (`None` for a run folder or an uncalibrated
+/// model).
+pub fn model_threshold(model: &Path) -> Result<Option<ModelThreshold>> {
     if model.is_dir() {
         return Ok(None);
     }
     let bytes = std::fs::read(model).map_err(Error::io(model))?;
     let decoded = flowgate_shared::decode(&bytes)?.model;
-    Ok(decoded
-        .threshold
-        .map(|t| (f64::from(t.ood_score), decoded.score)))
+    Ok(decoded.threshold.map(|t| ModelThreshold {
+        threshold: f64::from(t.ood_score),
+        score: decoded.score,
+        detail: decoded.detail.is_some(),
+    }))
 }
 
 /// Scores every set and computes the report.
 pub fn evaluate(request: &EvalRequest<'_>) -> Result<Evaluation> {
     let complexity = request.ranking == Ranking::Complexity;
-    let mut threshold = model_threshold(request.model)?.map(|(t, _)| t);
+    let mut threshold = model_threshold(request.model)?.map(|t| t.threshold);
     let score = |path: &Path| -> Result<NamedScores> {
         Ok(NamedScores {
             name: set_name(path),

@@ -377,14 +377,8 @@ fn with_detail(
     (frames_reused, deadline): (bool, Option<Instant>),
 ) -> FitResult<(Vec<u8>, String)> {
     step("detail branch: a patch model on the frames at the camera's own size");
-    let thumbnail_gate = work.join("gate-thumbnail.fgm");
-    let detail_gate = work.join("gate-detail.fgm");
-    atomic_write::write_bytes(&thumbnail_gate, calibrated)
-        .map_err(|e| FitError::Trainer(e.into()))?;
     let detail_options = crate::detail::DetailOptions {
         input: options.input.clone(),
-        gate: thumbnail_gate,
-        out: detail_gate.clone(),
         work: work.join(DETAIL_RUN),
         frames: None,
         held_out: Some(split.held_out),
@@ -397,8 +391,7 @@ fn with_detail(
         resume: frames_reused,
         deadline,
     };
-    let report = crate::detail::add_detail(&detail_options)?;
-    let bytes = std::fs::read(&detail_gate).map_err(FitError::io(&detail_gate))?;
+    let (bytes, report) = crate::detail::add_detail(calibrated, &detail_options)?;
     Ok((bytes, report.line(&detail_options)))
 }
 
