@@ -2,37 +2,41 @@
 # The main job, end to end: a gate for one fixed camera (vtest.avi from Debian's opencv-doc).
 #
 #  1. fetch the data (scripts/fetch-data.sh; installs ffmpeg where missing);
-#  2. extract frames 0..=599 (training) and 600..=794 (held-out normal frames) at 128x96 gray;
+#  2. extract frames 600..=794 (held-out normal frames) at 128x96 gray, and 0..=599 for the
+#     statistics baseline;
 #  3. build the OOD sets: 10 corruptions of the held-out frames (`flowgate corrupt`), frames of
 #     two other videos, and the opencv sample photos;
-#  4. train the teacher, a flow on embeddings (configs/camera-embedding.toml), then distil the
-#     gate from it: the pixel flow configs/$CAMERA_CONFIG.toml trained on its own likelihood
-#     plus following the teacher's score on clean and perturbed training frames
-#     (`flowgate distil`); quantise it to int8 and calibrate the int8 model at 1% false
-#     rejects on 60 held-out training frames (CAMERA_DISTIL=0 trains the pixel flow alone);
+#  4. fit the gate with `flowgate fit` on frames 0..=599 of vtest.avi, as a user fits their
+#     camera: the teacher (a flow on embeddings, configs/camera-embedding.toml), the gate
+#     distilled from it (configs/$CAMERA_CONFIG.toml on 32x24 thumbnails), int8, calibrated at
+#     1% false rejects on frames 540..=599 (the last tenth, held out) -> $RUNS/camera/camera-vtest.fgm;
+#     `--minutes 0` lets every recipe run all its steps. Then the same fit again with the
+#     native-resolution detail branch: it continues the finished trainings (none runs again)
+#     and adds the branch -> $RUNS/camera/camera-vtest-detail.fgm (evaluated at 768x576 by
+#     scripts/native-faults.sh);
 #  5. gate every set with the edge binary (`flowgate-edge score`) and summarise its scores:
-#     per set AUROC and share rejected, plus score histograms and ROC curves.
+#     per set AUROC and share rejected, plus score histograms and ROC curves; then the
+#     statistics baseline (`flowgate baseline`) on the same sets.
 #
-# Environment: CAMERA_CONFIG (default camera-realnvp), CAMERA_DISTIL (1 default, 0: no
-# teacher), CAMERA_SCORE (bpd | typical,
-# default bpd), FLOWGATE_STEPS (override the config's steps, e.g. 200 for a quick look),
-# CAMERA_WITHOUT (perturbation kinds the distillation leaves out, e.g. "occlusion": a
-# leave-one-kind-out run; see `flowgate distil --help`), RUNS (default runs/). Outputs land in $RUNS/camera/: the model, score CSVs, eval.json, plots/.
+# Environment: CAMERA_CONFIG (the gate's recipe, default camera-realnvp), FLOWGATE_STEPS
+# (override the recipes' steps, e.g. 200 for a quick look), CAMERA_WITHOUT (perturbation kinds
+# the distillation leaves out, e.g. "occlusion": a leave-one-kind-out run; see `flowgate fit
+# --help`), RUNS (default runs/). Outputs land in $RUNS/camera/: the gates, fit's work folder
+# and reports, score CSVs, eval.json, baseline.json, plots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs="${RUNS:-runs}"
 config="${CAMERA_CONFIG:-camera-realnvp}"
-score="${CAMERA_SCORE:-bpd}"
 out="$runs/camera"
 frames=data/camera
-without_flags=()
+fit_flags=(--input data/opencv/vtest.avi --frames 0..600 --work "$out/fit" --minutes 0
+  --student-config "configs/$config.toml" --board firmware-configs/raspberry-pi-4.toml)
 for kind in ${CAMERA_WITHOUT:-}; do
-  without_flags+=(--without "$kind")
+  fit_flags+=(--without "$kind")
 done
-steps_flag=()
 if [[ -n "${FLOWGATE_STEPS:-}" ]]; then
-  steps_flag=(--steps "$FLOWGATE_STEPS")
+  fit_flags+=(--steps "$FLOWGATE_STEPS")
 fi
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -55,24 +59,11 @@ for kind in "${kinds[@]}"; do
   "$flowgate" corrupt --input "$frames/vtest-test" --out "$frames/ood/$kind" --kind "$kind"
 done
 
-if [[ "${CAMERA_DISTIL:-1}" == 1 ]]; then
-  step "teacher: a flow on embeddings (configs/camera-embedding.toml)"
-  "$flowgate" train --config configs/camera-embedding.toml --out "$runs/camera-teacher" --resume
-  step "the gate: $config distilled from the teacher"
-  "$flowgate" distil --teacher "$runs/camera-teacher" --student-config "configs/$config.toml" \
-    --out "$out" --weight 1 --resume "${without_flags[@]}" "${steps_flag[@]}"
-else
-  step "train $config"
-  mkdir -p "$out"
-  "$flowgate" train --config "configs/$config.toml" --out "$out" --resume "${steps_flag[@]}"
-fi
-
-step "int8, calibrated at 1% false rejects ($score score)"
-"$flowgate" export --run "$out" --out "$out/f32.fgm"
-"$flowgate" quantize --model "$out/f32.fgm" --out "$out/int8-uncalibrated.fgm"
-"$flowgate" calibrate --run "$out" --model "$out/int8-uncalibrated.fgm" --score "$score" \
-  --rate 0.01 --out "$out/camera-vtest.fgm"
+step "the gate: flowgate fit on frames 0..=599 of vtest.avi (540..=599 held out)"
+"$flowgate" fit "${fit_flags[@]}" --no-detail --out "$out/camera-vtest.fgm"
 "$edge" inspect "$out/camera-vtest.fgm"
+step "the same gate with the native-resolution detail branch (the trainings continue: none runs again)"
+"$flowgate" fit "${fit_flags[@]}" --out "$out/camera-vtest-detail.fgm"
 
 step "gate every set with flowgate-edge"
 mkdir -p "$out/scores"

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use flowgate_trainer::distil::{Perturbation, PerturbationKinds};
 use flowgate_trainer::fit::{self, FitError, FitOptions, Split};
 use flowgate_trainer::frames::{FrameRequest, extract_frames};
 
@@ -59,6 +60,8 @@ fn options(input: &Path, out: &Path) -> FitOptions {
         progress: false,
         detail: true,
         minutes: None,
+        frames: None,
+        perturbations: PerturbationKinds::ALL,
     }
 }
 
@@ -174,7 +177,7 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
 #[test]
 fn a_video_is_read_through_ffmpeg_and_split_at_its_end() {
     let dir = scratch("video");
-    // A 40-frame clip: the last 16 frames are held out.
+    // A 40-frame clip of which fit takes frames 8..40: the last 16 are held out.
     let clip = dir.join("clip.avi");
     let status = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
@@ -187,13 +190,34 @@ fn a_video_is_read_through_ffmpeg_and_split_at_its_end() {
     let gate_path = dir.join("clip.fgm");
     let mut options = options(&clip, &gate_path);
     options.work = Some(dir.join("work"));
+    options.frames = Some(8..40);
+    options.perturbations = PerturbationKinds::ALL.without(Perturbation::Occlusion);
     let report = fit::fit(&options).expect("fit succeeds on a video");
-    assert_eq!((report.split.train, report.split.held_out), (24, 16));
+    assert_eq!((report.split.train, report.split.held_out), (16, 16));
     let (train, held_out) = report.split_lines();
-    assert_eq!(train, "frame 0 .. frame 23 (24 frames)");
+    assert_eq!(train, "frame 8 .. frame 23 (16 frames)");
     assert_eq!(held_out, "frame 24 .. frame 39 (16 frames)");
     assert!(dir.join("work/frames/frame-000039.png").is_file());
-    let frame = image::open(dir.join("work/frames/frame-000000.png")).expect("a frame");
+    assert!(!dir.join("work/frames/frame-000007.png").exists());
+    assert_eq!(
+        flowgate_trainer::distil::recorded_perturbations(&dir.join("work/gate")),
+        Some(PerturbationKinds::ALL.without(Perturbation::Occlusion)),
+        "--without reaches the distillation"
+    );
+    // Past the clip's end: a typed error naming what the clip has.
+    let error = fit::fit(&FitOptions {
+        frames: Some(30..41),
+        work: Some(dir.join("work-past-end")),
+        ..options.clone()
+    })
+    .unwrap_err();
+    match &error {
+        FitError::FrameRange { range, available } => {
+            assert_eq!((range.clone(), *available), (30..41, 40));
+        }
+        other => panic!("expected the frame range, got {other}"),
+    }
+    let frame = image::open(dir.join("work/frames/frame-000008.png")).expect("a frame");
     assert_eq!(
         (frame.width(), frame.height()),
         (128, 96),
@@ -246,6 +270,17 @@ fn bad_inputs_are_refused_with_their_errors_and_leave_nothing_behind() {
     }
     assert!(error.to_string().contains("at least 32"), "{error}");
     nothing_written("too few frames");
+
+    let error = fit::fit(&FitOptions {
+        frames: Some(10..21),
+        ..options(&few, &out)
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&error, FitError::FrameRange { available: 20, .. }),
+        "{error}"
+    );
+    nothing_written("frames past the folder's end");
 
     let error = fit::fit(&options(&few, &dir)).unwrap_err();
     assert!(matches!(error, FitError::OutIsFolder(_)), "{error}");

@@ -48,6 +48,8 @@ pub fn fit(args: FitArgs) -> Result<()> {
         progress: true,
         detail: !args.no_detail,
         minutes: (args.minutes > 0.0).then_some(args.minutes),
+        frames: args.frames,
+        perturbations: crate::distil::PerturbationKinds::ALL.without_all(&args.without),
     };
     let report = crate::fit::fit(&options)
         .with_context(|| format!("fitting a gate to {}", options.input.display()))?;
@@ -211,10 +213,7 @@ pub fn distil(args: DistilArgs) -> Result<()> {
         weight: args.weight,
         warmup: args.warmup,
         fixed_targets: args.fixed_targets,
-        perturbations: args
-            .without
-            .iter()
-            .fold(PerturbationKinds::ALL, |kinds, &kind| kinds.without(kind)),
+        perturbations: PerturbationKinds::ALL.without_all(&args.without),
         ..DistilOptions::default()
     };
     let options = RunOptions {

@@ -196,6 +196,15 @@ pub struct FitArgs {
     /// its steps.
     #[arg(long, value_name = "M", default_value_t = 20.0)]
     pub minutes: f64,
+    /// Use only frames START..END of the input (END excluded): frame numbers of a video,
+    /// places in a folder's file-name order [default: all]. The held-out frames are the last
+    /// tenth of these.
+    #[arg(long, value_name = "START..END", value_parser = parse_range)]
+    pub frames: Option<std::ops::Range<usize>>,
+    /// Leave this perturbation kind out of the gate's distillation (repeatable), as
+    /// `flowgate distil --without`: a leave-one-kind-out evaluation.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub without: Vec<crate::distil::Perturbation>,
 }
 
 /// Arguments of `detail`.

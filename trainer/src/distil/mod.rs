@@ -131,6 +131,18 @@ fn write_record(run: &RunFolder, record: &Record<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The perturbation kinds the distillation in `run_dir` drew, from its record; `None` when
+/// there is no readable record (no distillation ran there yet).
+pub fn recorded_perturbations(run_dir: &std::path::Path) -> Option<PerturbationKinds> {
+    #[derive(serde::Deserialize)]
+    struct Kinds {
+        perturbations: Vec<Perturbation>,
+    }
+    let text = std::fs::read_to_string(run_dir.join(DISTIL_RECORD)).ok()?;
+    let kinds: Kinds = toml::from_str(&text).ok()?;
+    Some(PerturbationKinds::of(&kinds.perturbations))
+}
+
 fn mean_of_last(history: &[StepRecord], f: impl Fn(&StepRecord) -> f64) -> f64 {
     let last = &history[history.len().saturating_sub(100)..];
     last.iter().map(f).sum::<f64>() / last.len().max(1) as f64

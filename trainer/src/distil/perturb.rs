@@ -11,7 +11,9 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 
 /// The perturbations the student sees, each standing for a kind of OOD frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Perturbation {
     /// Additive Gaussian noise, sigma 5 to 50 levels.
@@ -77,6 +79,19 @@ impl PerturbationKinds {
         PerturbationKinds {
             mask: self.mask & !(1 << kind as u16),
         }
+    }
+
+    /// All of `self` but `kinds`.
+    pub fn without_all(self, kinds: &[Perturbation]) -> Self {
+        kinds.iter().fold(self, |all, &kind| all.without(kind))
+    }
+
+    /// Exactly the kinds of `kinds`.
+    pub fn of(kinds: &[Perturbation]) -> Self {
+        Perturbation::ALL
+            .into_iter()
+            .filter(|kind| !kinds.contains(kind))
+            .fold(Self::ALL, Self::without)
     }
 
     /// The kinds, in [`Perturbation::ALL`]'s order.

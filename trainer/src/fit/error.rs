@@ -38,6 +38,19 @@ pub enum FitError {
         /// What ffmpeg (or starting it) said.
         source: FramesError,
     },
+    /// `--frames` asks for frames the input does not have.
+    #[error(
+        "--frames {}..{}: the input has {available} frames (frame numbers of a video, places in \
+         a folder's file-name order, from 0)",
+        range.start,
+        range.end
+    )]
+    FrameRange {
+        /// The range asked for.
+        range: std::ops::Range<usize>,
+        /// How many frames the input has (as far as extraction got).
+        available: usize,
+    },
     /// Not enough frames for a training set and a held-out set.
     #[error(
         "{}: {found} usable frames, but fit needs at least {needed} ({held_out} held out for \

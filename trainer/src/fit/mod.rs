@@ -33,7 +33,7 @@ pub use split::{HELD_OUT_SHARE, MIN_HELD_OUT, Split};
 use crate::atomic_write;
 use crate::calibration::{self, CalibratedScore};
 use crate::config::TrainConfig;
-use crate::distil::{DistilOptions, Teacher};
+use crate::distil::{DistilOptions, PerturbationKinds, Teacher};
 use crate::run_folder::{RunFolder, files};
 use crate::training::{self, Compute, RunOptions};
 
@@ -70,9 +70,29 @@ pub struct FitOptions {
     /// Training-time budget in minutes for the whole fit ([`Deadlines`]); `None`: every
     /// recipe runs all its steps.
     pub minutes: Option<f64>,
+    /// Only these frames of the input (frame numbers of a video, places in a folder's
+    /// file-name order); `None`: all.
+    pub frames: Option<std::ops::Range<usize>>,
+    /// The perturbation kinds the distillation draws (all but those a leave-one-kind-out
+    /// evaluation holds out).
+    pub perturbations: PerturbationKinds,
 }
 
 impl FitOptions {
+    /// `--input PATH`, with `--frames` when given: where the frames came from, for the
+    /// models' provenance.
+    pub fn described_input(&self) -> String {
+        match &self.frames {
+            Some(range) => format!(
+                "--input {} --frames {}..{}",
+                self.input.display(),
+                range.start,
+                range.end
+            ),
+            None => format!("--input {}", self.input.display()),
+        }
+    }
+
     /// The work folder: `--work`, or `<stem>.fit` beside the gate.
     pub fn work_dir(&self) -> PathBuf {
         if let Some(work) = &self.work {
@@ -147,7 +167,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let work = options.work_dir();
     let work_is_new = !work.exists();
     std::fs::create_dir_all(&work).map_err(FitError::io(&work))?;
-    let (frames, split) = match prepare_frames(&input, &work, &size) {
+    let (frames, split) = match prepare_frames(&input, options.frames.as_ref(), &work, &size) {
         Ok(prepared) => prepared,
         Err(error) => {
             // A refused input leaves nothing behind that this run created.
@@ -212,7 +232,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             resume: teacher_resume,
             progress: options.progress,
             compute: Compute::Cpu,
-            provenance: format!("flowgate fit --input {}", options.input.display()),
+            provenance: format!("flowgate fit {}", options.described_input()),
             deadline: deadlines.map(|d| d.teacher),
             pretrain_deadline: deadlines.map(|d| d.pretrain),
         },
@@ -227,8 +247,11 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
 
     let gate_dir = work.join(GATE_RUN);
     // A student distilled from an earlier teacher must not continue against a new one.
-    let student_resume =
-        frames.reused && teacher_report.steps_run == 0 && resumable(&gate_dir, &configs.student)?;
+    // Nor one that drew other perturbation kinds.
+    let student_resume = frames.reused
+        && teacher_report.steps_run == 0
+        && resumable(&gate_dir, &configs.student)?
+        && crate::distil::recorded_perturbations(&gate_dir) == Some(options.perturbations);
     step(&format!(
         "gate {} distilled from the teacher, LAMBDA {DISTIL_WEIGHT} ({} steps{})",
         configs.student.name,
@@ -240,6 +263,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
         &teacher,
         &DistilOptions {
             weight: DISTIL_WEIGHT,
+            perturbations: options.perturbations,
             ..DistilOptions::default()
         },
         &RunOptions {
@@ -249,9 +273,13 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             progress: options.progress,
             compute: Compute::Cpu,
             provenance: format!(
-                "flowgate fit --input {} (distilled from {}, LAMBDA {DISTIL_WEIGHT})",
-                options.input.display(),
-                configs.teacher.name
+                "flowgate fit {} (distilled from {}, LAMBDA {DISTIL_WEIGHT}{})",
+                options.described_input(),
+                configs.teacher.name,
+                match options.perturbations.list().len() {
+                    n if n == crate::distil::Perturbation::ALL.len() => String::new(),
+                    _ => format!(", perturbations {:?}", options.perturbations.list()),
+                }
             ),
             deadline: deadlines.map(|d| d.gate),
             pretrain_deadline: None,
@@ -380,7 +408,7 @@ fn with_detail(
     let detail_options = crate::detail::DetailOptions {
         input: options.input.clone(),
         work: work.join(DETAIL_RUN),
-        frames: None,
+        frames: options.frames.clone(),
         held_out: Some(split.held_out),
         rate: Some(options.rate),
         grid: crate::detail::DEFAULT_GRID,
@@ -398,10 +426,11 @@ fn with_detail(
 /// The frames and their split, refusing too few.
 fn prepare_frames(
     input: &Input,
+    range: Option<&std::ops::Range<usize>>,
     work: &Path,
     size: &GateSize,
 ) -> FitResult<(source::Frames, Split)> {
-    let frames = source::prepare(input, work, size.extraction())?;
+    let frames = source::prepare(input, range, work, size.extraction())?;
     let split = Split::of(frames.manifest.frames.len(), input.path())?;
     Ok((frames, split))
 }

@@ -4,6 +4,7 @@
 //! into the work folder, with a manifest that says where each came from. A second run with
 //! the same input and size reuses them.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -109,9 +110,13 @@ impl Input {
     }
 
     /// What identifies this input's content: its files' names, sizes and modification
-    /// times (FNV-1a, hex), so changed footage is extracted again.
-    fn fingerprint(&self) -> FitResult<String> {
+    /// times and the frames taken from it (FNV-1a, hex), so changed footage or another
+    /// range is extracted again.
+    fn fingerprint(&self, frames: Option<&Range<usize>>) -> FitResult<String> {
         let mut hash = Fnv::default();
+        if let Some(range) = frames {
+            hash.write(format!("frames {}..{}", range.start, range.end).as_bytes());
+        }
         let files: Vec<&PathBuf> = match self {
             Input::Video(path) => vec![path],
             Input::Folder { files, .. } => files.iter().collect(),
@@ -180,12 +185,18 @@ pub struct Frames {
     pub reused: bool,
 }
 
-/// The frames of `input` at `size` in `work/frames`, reused when an earlier run made them
-/// from the same input at the same size.
-pub fn prepare(input: &Input, work: &Path, size: (u32, u32)) -> FitResult<Frames> {
+/// The frames of `input` (only positions `frames` of it when given: frame numbers of a video,
+/// places in a folder's file-name order) at `size` in `work/frames`, reused when an earlier
+/// run made them from the same input and range at the same size.
+pub fn prepare(
+    input: &Input,
+    frames: Option<&Range<usize>>,
+    work: &Path,
+    size: (u32, u32),
+) -> FitResult<Frames> {
     let dir = work.join(FRAMES_DIR);
     let manifest_path = work.join(MANIFEST);
-    let fingerprint = input.fingerprint()?;
+    let fingerprint = input.fingerprint(frames)?;
     if let Some(manifest) = read_manifest(&manifest_path)?
         && manifest.fingerprint == fingerprint
         && (manifest.width, manifest.height) == size
@@ -204,8 +215,19 @@ pub fn prepare(input: &Input, work: &Path, size: (u32, u32)) -> FitResult<Frames
     remove_dir_if_present(&partial)?;
     std::fs::create_dir_all(&partial).map_err(FitError::io(&partial))?;
     let (frames, origins, skipped) = match input {
-        Input::Video(video) => extract_video(video, &partial, size)?,
-        Input::Folder { dir, files } => convert_folder(dir, files, &partial, size)?,
+        Input::Video(video) => extract_video(video, frames, &partial, size)?,
+        Input::Folder { dir, files } => {
+            let files = match frames {
+                Some(range) => files
+                    .get(range.clone())
+                    .ok_or_else(|| FitError::FrameRange {
+                        range: range.clone(),
+                        available: files.len(),
+                    })?,
+                None => files,
+            };
+            convert_folder(dir, files, &partial, size)?
+        }
     };
     remove_dir_if_present(&dir)?;
     std::fs::rename(&partial, &dir).map_err(FitError::io(&dir))?;
@@ -233,20 +255,33 @@ pub fn prepare(input: &Input, work: &Path, size: (u32, u32)) -> FitResult<Frames
 
 type Extracted = (Vec<String>, Vec<String>, Vec<String>);
 
-fn extract_video(video: &Path, out: &Path, (width, height): (u32, u32)) -> FitResult<Extracted> {
-    extract_frames(&FrameRequest {
+fn extract_video(
+    video: &Path,
+    range: Option<&Range<usize>>,
+    out: &Path,
+    (width, height): (u32, u32),
+) -> FitResult<Extracted> {
+    let written = extract_frames(&FrameRequest {
         video: video.to_path_buf(),
         out: out.to_path_buf(),
         size: Some((width, height)),
         gray: true,
-        first: 0,
-        last: None,
+        first: range.map_or(0, |r| r.start as u64),
+        last: range.map(|r| r.end as u64 - 1),
         overwrite: true,
     })
     .map_err(|source| FitError::UnreadableVideo {
         path: video.to_path_buf(),
         source,
     })?;
+    if let Some(range) = range
+        && written != range.len()
+    {
+        return Err(FitError::FrameRange {
+            range: range.clone(),
+            available: range.start + written,
+        });
+    }
     let mut frames: Vec<String> = std::fs::read_dir(out)
         .map_err(FitError::io(out))?
         .filter_map(|entry| entry.ok())
