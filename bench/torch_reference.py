@@ -309,6 +309,10 @@ class Flow(nn.Module):
             for k in range(arch["couplings"]):
                 self._coupling(("horizontal", k % 2 == 1), mid)
         elif kind == "glow":
+            if arch.get("conv_init", "reverse") != "reverse":
+                # The rotation's fixed permutation and signs come from flowgate's own generator
+                # and nalgebra's QR and LU; they are not in the .bpk, and not rebuilt here.
+                raise ValueError("conv_init = \"rotation\" is not reproduced here: use \"reverse\"")
             scales = arch["scales"]
             for scale in range(scales):
                 self._squeeze()

@@ -182,6 +182,15 @@ fn glow() {
 }
 
 #[test]
+fn glow_starting_from_rotations() {
+    check_parity(config(
+        "glow-rotation",
+        "kind = \"glow\"\nscales = 2\nsteps = 2\nconv_init = \"rotation\"",
+        "channels = 4\nblocks = 1",
+    ));
+}
+
+#[test]
 fn embedding_with_labels() {
     check_parity(config(
         "embedding-labels",
@@ -197,6 +206,16 @@ fn embedding_with_flips() {
         "embedding-flips",
         "kind = \"embedding\"\ncouplings = 2\n[model.architecture.extractor]\n\
          channels = [4, 8]\nembedding = 6\nobjective = \"flips\"\nsteps = 10",
+        "kind = \"mlp\"\nchannels = 16\nblocks = 1",
+    ));
+}
+
+#[test]
+fn embedding_whitened() {
+    check_parity(config(
+        "embedding-whitened",
+        "kind = \"embedding\"\ncouplings = 2\n[model.architecture.extractor]\n\
+         channels = [4, 8]\nembedding = 6\nobjective = \"flips\"\nsteps = 10\nwhiten = true",
         "kind = \"mlp\"\nchannels = 16\nblocks = 1",
     ));
 }

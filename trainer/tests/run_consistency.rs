@@ -221,9 +221,11 @@ fn train_cycle_mask_with_resnet_bottleneck() {
 
 #[test]
 fn train_glow() {
+    // The rotation start: its permutation and signs are not in the record, so the loaded
+    // model must rebuild the same ones.
     let config = config_text(
         "glow",
-        "kind = \"glow\"\nscales = 2\nsteps = 2",
+        "kind = \"glow\"\nscales = 2\nsteps = 2\nconv_init = \"rotation\"",
         RESNET,
         "steps = 2",
     )
@@ -246,10 +248,11 @@ fn train_horizontal() {
 
 #[test]
 fn train_embedding() {
+    // With the whitening map, which the record must restore with the identity permutation.
     let config = config_text(
         "embedding",
         "kind = \"embedding\"\ncouplings = 2\n[model.architecture.extractor]\n\
-         channels = [4, 8]\nembedding = 6\nobjective = \"labels\"\nsteps = 2",
+         channels = [4, 8]\nembedding = 6\nobjective = \"labels\"\nsteps = 2\nwhiten = true",
         "kind = \"mlp\"\nchannels = 16\nblocks = 1",
         "steps = 2",
     );

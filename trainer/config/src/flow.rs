@@ -31,6 +31,9 @@ pub enum Architecture {
         scales: usize,
         /// Steps per scale.
         steps: usize,
+        /// How the invertible 1x1 convolutions start [default: `reverse`].
+        #[serde(default)]
+        conv_init: ConvInit,
     },
     /// A flow on embeddings (the paper's `RealNVPTabular`): a convolutional extractor, then
     /// an actnorm that standardises the embedding and `couplings` channel-wise couplings
@@ -42,6 +45,23 @@ pub enum Architecture {
         /// The feature extractor.
         extractor: ExtractorConfig,
     },
+}
+
+/// How Glow's invertible 1x1 convolutions start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvInit {
+    /// The permutation that reverses the channels (RealNVP's fixed alternation). The default,
+    /// so that a config written before this option, and its run folder's weights, keep their
+    /// meaning.
+    #[default]
+    Reverse,
+    /// A random rotation (the Q of a Gaussian matrix's QR decomposition) in its LU form, as
+    /// Glow's and the paper's code start. Each layer's rotation is drawn from a generator
+    /// seeded by the layer's position alone, so its fixed permutation and signs (which are
+    /// not trained, and so not in the weights' record) are the same whenever the flow is
+    /// built.
+    Rotation,
 }
 
 /// The s/t networks' size, shared by every coupling of a flow.
@@ -194,6 +214,12 @@ pub struct ExtractorConfig {
     /// Pretraining learning rate.
     #[serde(default = "default_extractor_lr")]
     pub lr: f64,
+    /// Full-covariance whitening of the embedding before its flow: an invertible 1x1 linear
+    /// map after the standardising actnorm, set after pretraining to the inverse square root
+    /// (ZCA) of the standardised training embeddings' correlation matrix and then trained
+    /// with the flow [default: false, the actnorm's per-dimension standardisation alone].
+    #[serde(default)]
+    pub whiten: bool,
 }
 
 fn default_extractor_lr() -> f64 {

@@ -11,7 +11,7 @@ mod train;
 pub use dataset::DatasetName;
 pub use error::ConfigError;
 pub use flow::{
-    Architecture, ExtractorConfig, FLIPS, FlowConfig, LABEL_CLASSES, Objective, StNetConfig,
-    StNetKind,
+    Architecture, ConvInit, ExtractorConfig, FLIPS, FlowConfig, LABEL_CLASSES, Objective,
+    StNetConfig, StNetKind,
 };
 pub use train::{DataConfig, DatasetSource, OptimConfig, OptimizerKind, TrainConfig};

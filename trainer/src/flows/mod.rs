@@ -12,7 +12,7 @@ use burn::prelude::*;
 /// The device type, re-exported for crates that drive the trainer without naming burn.
 pub use burn::prelude::Device;
 /// The flow's config types (in `flowgate-config`, which has no burn).
-pub use flowgate_config::{Architecture, FlowConfig, StNetConfig, StNetKind};
+pub use flowgate_config::{Architecture, ConvInit, FlowConfig, StNetConfig, StNetKind};
 use flowgate_shared::{Mask, Quadrant};
 
 use coupling::CouplingLayer;
@@ -116,7 +116,7 @@ impl Builder<'_> {
         self.model.steps.push(Step::FactorOut(c / 2));
     }
 
-    fn glow_step(&mut self, reverse: bool, mid: usize) {
+    fn glow_step(&mut self, reverse: bool, mid: usize, conv_init: ConvInit) {
         let channels = self.shape.0;
         self.model
             .steps
@@ -127,9 +127,13 @@ impl Builder<'_> {
         self.model
             .steps
             .push(Step::InvConv(self.model.inv_convs.len()));
-        self.model
-            .inv_convs
-            .push(InvertibleConv1x1::new(channels, self.device));
+        let conv = match conv_init {
+            ConvInit::Reverse => InvertibleConv1x1::new(channels, self.device),
+            ConvInit::Rotation => {
+                InvertibleConv1x1::rotation(channels, self.model.inv_convs.len(), self.device)
+            }
+        };
+        self.model.inv_convs.push(conv);
         self.coupling(Mask::ChannelWise { reverse }, mid);
     }
 }
@@ -160,6 +164,13 @@ impl Builder<'_> {
         // Standardises the embedding: set from the embeddings' statistics after pretraining.
         model.steps.push(Step::ActNorm(model.actnorms.len()));
         model.actnorms.push(ActNorm::new(dims, self.device));
+        if extractor.whiten {
+            // Whitens it: set after pretraining too (`pretrain::standardise`).
+            model.steps.push(Step::InvConv(model.inv_convs.len()));
+            model
+                .inv_convs
+                .push(InvertibleConv1x1::identity(dims, self.device));
+        }
         for k in 0..couplings {
             model.steps.push(Step::Tabular(model.tabular.len()));
             model.tabular.push(TabularCoupling::new(
@@ -255,11 +266,15 @@ impl FlowModel {
                     );
                 }
             }
-            Architecture::Glow { scales, steps } => {
+            Architecture::Glow {
+                scales,
+                steps,
+                conv_init,
+            } => {
                 for scale in 0..*scales {
                     builder.squeeze()?;
                     for step in 0..*steps {
-                        builder.glow_step(step % 2 == 1, mid);
+                        builder.glow_step(step % 2 == 1, mid, *conv_init);
                     }
                     if scale + 1 < *scales {
                         builder.factor_out();
