@@ -309,10 +309,11 @@ class Flow(nn.Module):
             for k in range(arch["couplings"]):
                 self._coupling(("horizontal", k % 2 == 1), mid)
         elif kind == "glow":
-            if arch.get("conv_init", "reverse") != "reverse":
-                # The rotation's fixed permutation and signs come from flowgate's own generator
-                # and nalgebra's QR and LU; they are not in the .bpk, and not rebuilt here.
-                raise ValueError("conv_init = \"rotation\" is not reproduced here: use \"reverse\"")
+            # The rotation start's fixed permutation and signs come from flowgate's own
+            # generator and nalgebra's QR and LU; they are not in the .bpk, and not rebuilt
+            # here: this model starts from the reversal (the same cost per step, so fine for
+            # the throughput bench) and refuses to load trained rotation weights.
+            self.rotation_start = arch.get("conv_init", "reverse") != "reverse"
             scales = arch["scales"]
             for scale in range(scales):
                 self._squeeze()
@@ -602,6 +603,9 @@ def main() -> int:
 
     status = 0
     if args.bpk:
+        if getattr(model, "rotation_start", False):
+            sys.exit("conv_init = \"rotation\": the permutation and signs are not in the .bpk "
+                     "and not rebuilt here; compare a conv_init = \"reverse\" run")
         bpk = read_burnpack(args.bpk)
         problems = compare_with_burnpack(model, bpk)
         flowgate_trainable = sum(
