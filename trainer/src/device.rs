@@ -25,6 +25,38 @@ pub fn device(compute: Compute) -> Result<Device> {
     }
 }
 
+/// The (autodiff) devices a data-parallel run splits each batch across: `count` CUDA GPUs
+/// (`cuda:0` ..), or `count` workers on the one device of a CPU backend (burn's CPU backends
+/// have a single device; the workers then run one after another, which gives the same model as
+/// on several devices and shows the split is right, not a speed-up).
+pub fn data_parallel_devices(compute: Compute, count: usize) -> Result<Vec<Device>> {
+    if count == 0 {
+        return Err(Error::DeviceUnavailable("--devices must be at least 1"));
+    }
+    let main = device(compute)?;
+    match compute {
+        Compute::Cuda => (0..count)
+            .map(|index| cuda_device_at(index).map(|device| device.autodiff()))
+            .collect(),
+        Compute::Cpu | Compute::Ndarray => Ok(vec![main.autodiff(); count]),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device_at(index: usize) -> Result<Device> {
+    if Device::enumerate(burn::tensor::DeviceType::Cuda).len() <= index {
+        return Err(Error::DeviceUnavailable(
+            "--devices asks for more CUDA GPUs than the machine lists",
+        ));
+    }
+    Ok(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device_at(_index: usize) -> Result<Device> {
+    cuda_device()
+}
+
 #[cfg(feature = "ndarray")]
 #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; it stays as a reference.
 fn ndarray_device() -> Result<Device> {

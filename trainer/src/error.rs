@@ -119,6 +119,17 @@ pub enum Error {
     /// A flow that cannot be built from its config.
     #[error(transparent)]
     Flow(#[from] FlowConfigError),
+    /// A batch too small for the data-parallel devices (`--devices`).
+    #[error(
+        "a batch of {batch} images cannot be split across {devices} devices (--devices); use \
+         fewer devices or a larger train.batch"
+    )]
+    BatchTooSmallForDevices {
+        /// Images per batch.
+        batch: usize,
+        /// Devices asked for.
+        devices: usize,
+    },
     /// A model that cannot be exported.
     #[error(transparent)]
     Export(#[from] ExportError),

@@ -51,6 +51,7 @@ pub fn pretrain_extractor(
         progress,
         run: None,
         deadline,
+        devices: Vec::new(),
     };
     // Its own streams of batches and noise, so the flow's stay those of a pixel flow's run.
     let source = BatchSource {

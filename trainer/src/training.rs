@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub deadline: Option<std::time::Instant>,
     /// The same for a flow on embeddings' extractor pretraining.
     pub pretrain_deadline: Option<std::time::Instant>,
+    /// Data-parallel devices each batch is split across
+    /// ([`crate::device::data_parallel_devices`]); empty: the whole batch on `compute`'s
+    /// device. The flow's training uses them; the extractor's pretraining does not.
+    pub devices: Vec<Device>,
 }
 
 /// Outcome of a run.
@@ -90,6 +94,7 @@ pub fn train(
         provenance: "flowgate train".to_owned(),
         deadline: None,
         pretrain_deadline: None,
+        devices: Vec::new(),
     };
     train_run(config, &options)
 }
@@ -214,6 +219,7 @@ pub(crate) fn flow_schedule<'a>(
         progress: options.progress,
         run: Some(run),
         deadline: options.deadline,
+        devices: options.devices.clone(),
     }
 }
 

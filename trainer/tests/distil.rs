@@ -108,6 +108,7 @@ fn run_options(out: &Path) -> RunOptions {
         provenance: "flowgate distil (test)".to_owned(),
         deadline: None,
         pretrain_deadline: None,
+        devices: Vec::new(),
     }
 }
 

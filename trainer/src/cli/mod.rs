@@ -444,6 +444,12 @@ pub struct TrainArgs {
     /// Where to train: cpu (burn's flex backend), ndarray, or cuda (first GPU).
     #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
     pub device: crate::training::Compute,
+    /// Data-parallel training: each batch is split across N devices (cuda: GPUs 0..N; cpu:
+    /// N workers on the one CPU device, one after another), their gradients summed on the
+    /// first (burn's gradient accumulation, as its multi-device strategy does). The global
+    /// batch stays train.batch.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub devices: u16,
 }
 
 /// Arguments of `distil`.
@@ -487,6 +493,12 @@ pub struct DistilArgs {
     /// Where to train: cpu (burn's flex backend), ndarray, or cuda (first GPU).
     #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
     pub device: crate::training::Compute,
+    /// Data-parallel training: each batch is split across N devices (cuda: GPUs 0..N; cpu:
+    /// N workers on the one CPU device, one after another), their gradients summed on the
+    /// first (burn's gradient accumulation, as its multi-device strategy does). The global
+    /// batch stays train.batch.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub devices: u16,
 }
 
 /// Arguments of `score`.

@@ -191,6 +191,7 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
         ),
         deadline: options.deadline,
         pretrain_deadline: None,
+        devices: Vec::new(),
     };
     let (training, _) =
         training::train_on_images(&config, &run_options, &train_set, &held_out_set)?;

@@ -2,6 +2,7 @@
 
 use burn::prelude::*;
 use rand::RngExt;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
@@ -86,6 +87,35 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch cut into `devices.len()` consecutive shards, shard `i` on `devices[i]` (a
+    /// data-parallel step). The first shard holds the step's generator: hand it on with
+    /// [`Batch::continue_noise_from`] as the shards are used in order, so that they draw what
+    /// the whole batch would have drawn.
+    pub fn into_shards(mut self, devices: &[Device]) -> Vec<Batch> {
+        let total = self.indices.len();
+        let parts = devices.len().max(1);
+        let mut shards = Vec::with_capacity(parts);
+        let mut start = 0;
+        for (part, device) in devices.iter().enumerate() {
+            // The first `total % parts` shards take one image more.
+            let len = total / parts + usize::from(part < total % parts);
+            shards.push(Batch {
+                step: self.step,
+                indices: self.indices[start..start + len].to_vec(),
+                levels: self.levels.clone().narrow(0, start, len).to_device(device),
+                // Replaced by the step's generator before the shard draws (placeholder).
+                noise: std::mem::replace(&mut self.noise, StdRng::seed_from_u64(0)),
+            });
+            start += len;
+        }
+        shards
+    }
+
+    /// Takes over the step's generator where `previous` (the shard before this one) left it.
+    pub fn continue_noise_from(&mut self, previous: &mut Batch) {
+        std::mem::swap(&mut self.noise, &mut previous.noise);
+    }
+
     /// Dequantisation noise for the batch's levels: see [`Batch::noise_like`].
     pub fn dequantization_noise(&mut self) -> Tensor<4> {
         let (shape, device) = (self.levels.dims(), self.levels.device());
@@ -134,6 +164,42 @@ mod tests {
         let indices = order(3, 5).indices(0);
         assert_eq!(indices.len(), 5);
         assert!(indices.iter().all(|&i| i < 3));
+    }
+
+    #[test]
+    fn shards_cover_the_batch_in_order_and_draw_what_the_batch_draws() {
+        let device = Device::flex();
+        let images = ImageSet {
+            pixels: (0..7 * 4).map(|v| v as u8).collect(),
+            count: 7,
+            shape: [1, 2, 2],
+        };
+        let source = BatchSource {
+            images: &images,
+            order: order(7, 7),
+            noise: Stream::Dequantization,
+            mutation_rate: None,
+        };
+        let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+        let mut whole = source.batch(2, &device);
+        let whole_levels = values(whole.levels.clone());
+        let whole_noise = values(whole.dequantization_noise());
+        let mut shards = source
+            .batch(2, &device)
+            .into_shards(&[device.clone(), device.clone()]);
+        assert_eq!(shards[0].indices.len(), 4);
+        assert_eq!(shards[1].indices.len(), 3);
+        let (mut levels, mut noise) = (Vec::new(), Vec::new());
+        for i in 0..shards.len() {
+            if i > 0 {
+                let (done, rest) = shards.split_at_mut(i);
+                rest[0].continue_noise_from(&mut done[i - 1]);
+            }
+            levels.extend(values(shards[i].levels.clone()));
+            noise.extend(values(shards[i].dequantization_noise()));
+        }
+        assert_eq!(levels, whole_levels);
+        assert_eq!(noise, whole_noise);
     }
 
     #[test]

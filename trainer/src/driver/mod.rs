@@ -9,7 +9,7 @@ pub mod progress;
 
 use std::time::Instant;
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
@@ -65,6 +65,10 @@ pub struct Schedule<'a> {
     /// Stop after the step during which this instant passes (validating and checkpointing
     /// as after the last step): a training-time budget (`flowgate fit --minutes`).
     pub deadline: Option<Instant>,
+    /// Data parallelism: each step's batch is split across these (autodiff) devices, the
+    /// first of them the main one (`--devices`). Empty or one: the whole batch on the run's
+    /// device.
+    pub devices: Vec<Device>,
 }
 
 /// Where a run starts: its model and optimiser, at a step, with the best held-out objective
@@ -149,6 +153,66 @@ pub struct Outcome {
     pub stopped_at: Option<usize>,
 }
 
+/// One step's gradients of `objective` on the whole `batch`, the loss's value and its note.
+fn whole_batch_gradients(
+    model: &FlowModel,
+    mut batch: Batch,
+    objective: &mut impl Objective,
+) -> Result<(GradientsParams, f64, String)> {
+    let StepLoss { loss, note } = objective.loss(model, &mut batch)?;
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    Ok((
+        GradientsParams::from_grads(loss.backward(), model),
+        value,
+        note,
+    ))
+}
+
+/// The same, data-parallel, as burn's multi-device strategy does it: the batch is cut into one
+/// shard per device; on each, a fork of `model` computes its shard's loss, weighted by the
+/// shard's share of the batch, and its gradients, which move to the main device (the first)
+/// and are summed there (burn's `GradientsAccumulator`). For a loss that is a mean over images
+/// the sum is the whole batch's gradient (up to rounding); batch-norm layers see each shard's
+/// statistics. The shards run one after another; the step's random draws pass from one to
+/// the next, so they are the whole batch's.
+fn sharded_gradients(
+    model: &FlowModel,
+    batch: Batch,
+    devices: &[Device],
+    objective: &mut impl Objective,
+) -> Result<(GradientsParams, f64, String)> {
+    let total = batch.indices.len();
+    if total < devices.len() {
+        return Err(Error::BatchTooSmallForDevices {
+            batch: total,
+            devices: devices.len(),
+        });
+    }
+    let main = &devices[0];
+    let mut shards = batch.into_shards(devices);
+    let mut accumulator = GradientsAccumulator::<FlowModel>::new();
+    let (mut value, mut note) = (0.0, String::new());
+    for (index, device) in devices.iter().enumerate() {
+        if index > 0 {
+            let (done, rest) = shards.split_at_mut(index);
+            rest[0].continue_noise_from(&mut done[index - 1]);
+        }
+        let shard = &mut shards[index];
+        let share = shard.indices.len() as f64 / total as f64;
+        let replica = model.clone().fork(device);
+        let StepLoss {
+            loss,
+            note: shard_note,
+        } = objective.loss(&replica, shard)?;
+        let loss = loss.mul_scalar(share);
+        value += f64::from(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &replica).to_device(main, model);
+        accumulator.accumulate(model, grads);
+        note = shard_note;
+    }
+    Ok((accumulator.grads(), value, note))
+}
+
 /// Runs `schedule` from `start` on batches from `source` (on `device`), minimising
 /// `objective`.
 pub fn run(
@@ -172,9 +236,12 @@ pub fn run(
     let mut stopped_at = None;
     let mut done = first;
     for step in first..steps {
-        let mut batch = source.batch(step, device);
-        let StepLoss { loss, note } = objective.loss(&model, &mut batch)?;
-        let value = f64::from(loss.clone().into_scalar::<f32>());
+        let batch = source.batch(step, device);
+        let (mut grads, value, note) = if schedule.devices.len() > 1 {
+            sharded_gradients(&model, batch, &schedule.devices, objective)?
+        } else {
+            whole_batch_gradients(&model, batch, objective)?
+        };
         if !value.is_finite() {
             return Err(Error::NonFiniteLoss {
                 what: objective.loss_name(),
@@ -183,7 +250,6 @@ pub fn run(
                 hint: objective.divergence_hint(),
             });
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let Some(max_norm) = schedule.grad_clip {
             optim::clip_global_norm(&model, &mut grads, max_norm);
         }

@@ -235,6 +235,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             provenance: format!("flowgate fit {}", options.described_input()),
             deadline: deadlines.map(|d| d.teacher),
             pretrain_deadline: deadlines.map(|d| d.pretrain),
+            devices: Vec::new(),
         },
     )?;
     trainings.push(describe_training(
@@ -283,6 +284,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             ),
             deadline: deadlines.map(|d| d.gate),
             pretrain_deadline: None,
+            devices: Vec::new(),
         },
     )?;
     trainings.push(describe_training(

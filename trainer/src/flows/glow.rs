@@ -10,7 +10,7 @@ use rand_distr::{Distribution, StandardNormal};
 /// Seeds the generator of layer `i`'s initial rotation (`ROTATION_SEED + i`): fixed, so that
 /// the permutation and signs, which are not trained and not in the weights' record, are the
 /// same whenever the flow is built, whatever the training seed.
-const ROTATION_SEED: u64 = 0x1_1c0_4e;
+const ROTATION_SEED: u64 = 0x0011_c04e;
 
 /// `y = (x + bias[c]) * exp(log_scale[c])`; log-det = `H * W * sum(log_scale)`.
 ///
