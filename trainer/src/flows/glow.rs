@@ -63,25 +63,24 @@ pub struct InvertibleConv1x1 {
 impl InvertibleConv1x1 {
     /// Starts as the permutation that reverses the channels (`L = I`, `U = 0`, `s = 1`).
     pub fn new(channels: usize, device: &Device) -> Self {
-        let mut permutation = vec![0.0; channels * channels];
-        for row in 0..channels {
-            permutation[row * channels + (channels - 1 - row)] = 1.0;
-        }
-        InvertibleConv1x1 {
-            lower: Param::from_tensor(Tensor::zeros([channels, channels], device)),
-            upper: Param::from_tensor(Tensor::zeros([channels, channels], device)),
-            log_s: Param::from_tensor(Tensor::zeros([channels], device)),
-            permutation,
-            sign: vec![1.0; channels],
-        }
+        Self::from_permutation(channels, |row| channels - 1 - row, device)
     }
 
     /// Starts as the identity (`P = I`, `L = I`, `U = 0`, `s = 1`): the whitening map of a
     /// flow on embeddings, which [`InvertibleConv1x1::set_positive_definite`] then sets.
     pub fn identity(channels: usize, device: &Device) -> Self {
+        Self::from_permutation(channels, |row| row, device)
+    }
+
+    /// The permutation that sends row `row` to column `column_of(row)`.
+    fn from_permutation(
+        channels: usize,
+        column_of: impl Fn(usize) -> usize,
+        device: &Device,
+    ) -> Self {
         let mut permutation = vec![0.0; channels * channels];
         for row in 0..channels {
-            permutation[row * channels + row] = 1.0;
+            permutation[row * channels + column_of(row)] = 1.0;
         }
         InvertibleConv1x1 {
             lower: Param::from_tensor(Tensor::zeros([channels, channels], device)),
