@@ -28,17 +28,16 @@ pub fn device(compute: Compute) -> Result<Device> {
 /// The (autodiff) devices a data-parallel run splits each batch across: `count` CUDA GPUs
 /// (`cuda:0` ..), or `count` workers on the one device of a CPU backend (burn's CPU backends
 /// have a single device; the workers then run one after another, which gives the same model as
-/// on several devices and shows the split is right, not a speed-up).
+/// on several devices and shows the split is right, not a speed-up). One device is no data
+/// parallelism: none (the whole batch on the run's device).
 pub fn data_parallel_devices(compute: Compute, count: usize) -> Result<Vec<Device>> {
-    if count == 0 {
-        return Err(Error::DeviceUnavailable("--devices must be at least 1"));
-    }
-    let main = device(compute)?;
-    match compute {
-        Compute::Cuda => (0..count)
+    match (count, compute) {
+        (0, _) => Err(Error::DeviceUnavailable("--devices must be at least 1")),
+        (1, _) => Ok(Vec::new()),
+        (_, Compute::Cuda) => (0..count)
             .map(|index| cuda_device_at(index).map(|device| device.autodiff()))
             .collect(),
-        Compute::Cpu | Compute::Ndarray => Ok(vec![main.autodiff(); count]),
+        (_, Compute::Cpu | Compute::Ndarray) => Ok(vec![device(compute)?.autodiff(); count]),
     }
 }
 

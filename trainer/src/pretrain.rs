@@ -262,14 +262,10 @@ fn standardise(mut model: FlowModel, train_set: &ImageSet, device: &Device) -> R
     }
     let all = Tensor::cat(embeddings, 0);
     let mean = all.clone().mean_dim(0);
-    let std = (all.clone() - mean.clone())
-        .square()
-        .mean_dim(0)
-        .sqrt()
-        .add_scalar(1e-6);
-    let standardised = crate::export::values(((all - mean.clone()) / std.clone()).reshape([-1]))?;
+    let centred = all - mean.clone();
+    let std = centred.clone().square().mean_dim(0).sqrt().add_scalar(1e-6);
     let bias = crate::export::values(mean.neg().reshape([-1]))?;
-    let log_scale = crate::export::values(std.log().neg().reshape([-1]))?;
+    let log_scale = crate::export::values(std.clone().log().neg().reshape([-1]))?;
     let Some(actnorm) = model.actnorms.first_mut() else {
         return Err(Error::Pretraining(
             "a flow on embeddings starts with an actnorm",
@@ -282,6 +278,7 @@ fn standardise(mut model: FlowModel, train_set: &ImageSet, device: &Device) -> R
         device,
     ));
     if let Some(whitening) = model.inv_convs.first_mut() {
+        let standardised = crate::export::values((centred / std).reshape([-1]))?;
         let matrix = zca_whitening(&standardised, dims);
         if !whitening.set_positive_definite(&matrix, device) {
             return Err(Error::Pretraining(

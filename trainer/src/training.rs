@@ -49,6 +49,24 @@ pub struct RunOptions {
     pub devices: Vec<Device>,
 }
 
+impl RunOptions {
+    /// A fresh run of `out_dir` on the CPU, on the images of `data_dir`: no resume, no
+    /// progress bars, no deadlines, one device.
+    pub fn cpu(data_dir: &Path, out_dir: &Path, provenance: &str) -> Self {
+        RunOptions {
+            data_dir: data_dir.to_path_buf(),
+            out_dir: out_dir.to_path_buf(),
+            resume: false,
+            progress: false,
+            compute: Compute::Cpu,
+            provenance: provenance.to_owned(),
+            deadline: None,
+            pretrain_deadline: None,
+            devices: Vec::new(),
+        }
+    }
+}
+
 /// Outcome of a run.
 #[derive(Debug, Clone)]
 pub struct TrainReport {
@@ -86,15 +104,10 @@ pub fn train(
     compute: Compute,
 ) -> Result<(TrainReport, FlowModel)> {
     let options = RunOptions {
-        data_dir: data_dir.to_path_buf(),
-        out_dir: out_dir.to_path_buf(),
         resume,
         progress,
         compute,
-        provenance: "flowgate train".to_owned(),
-        deadline: None,
-        pretrain_deadline: None,
-        devices: Vec::new(),
+        ..RunOptions::cpu(data_dir, out_dir, "flowgate train")
     };
     train_run(config, &options)
 }

@@ -68,15 +68,8 @@ fn scratch(name: &str) -> PathBuf {
 
 fn options(out: &Path, devices: Vec<Device>) -> RunOptions {
     RunOptions {
-        data_dir: data::default_data_dir(),
-        out_dir: out.to_path_buf(),
-        resume: false,
-        progress: false,
-        compute: Compute::Cpu,
-        provenance: "data-parallel test".to_owned(),
-        deadline: None,
-        pretrain_deadline: None,
         devices,
+        ..RunOptions::cpu(&data::default_data_dir(), out, "data-parallel test")
     }
 }
 

@@ -99,17 +99,7 @@ fn run_with(
 }
 
 fn run_options(out: &Path) -> RunOptions {
-    RunOptions {
-        data_dir: data::default_data_dir(),
-        out_dir: out.to_path_buf(),
-        resume: false,
-        progress: false,
-        compute: Compute::Cpu,
-        provenance: "flowgate distil (test)".to_owned(),
-        deadline: None,
-        pretrain_deadline: None,
-        devices: Vec::new(),
-    }
+    RunOptions::cpu(&data::default_data_dir(), out, "flowgate distil (test)")
 }
 
 fn exported(model: &FlowModel) -> Vec<u8> {

@@ -175,17 +175,6 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--devices N`: no data parallelism for one device, else N devices of `compute`.
-fn data_parallel(
-    compute: crate::training::Compute,
-    count: usize,
-) -> Result<Vec<burn::prelude::Device>> {
-    if count == 1 {
-        return Ok(Vec::new());
-    }
-    Ok(crate::device::data_parallel_devices(compute, count)?)
-}
-
 pub fn train(args: TrainArgs) -> Result<()> {
     let config = config_with_steps(&args.config, args.steps)?;
     let options = RunOptions {
@@ -197,7 +186,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         provenance: format!("flowgate train --config {}", args.config.display()),
         deadline: None,
         pretrain_deadline: None,
-        devices: data_parallel(args.device, usize::from(args.devices))?,
+        devices: crate::device::data_parallel_devices(args.device, usize::from(args.devices))?,
     };
     let (report, _) = training::train_run(&config, &options)
         .with_context(|| format!("training {} into {}", config.name, args.out.display()))?;
@@ -242,7 +231,7 @@ pub fn distil(args: DistilArgs) -> Result<()> {
         ),
         deadline: None,
         pretrain_deadline: None,
-        devices: data_parallel(args.device, usize::from(args.devices))?,
+        devices: crate::device::data_parallel_devices(args.device, usize::from(args.devices))?,
     };
     let (report, _) = crate::distil::distil(&config, &teacher, &distil_options, &options)
         .with_context(|| format!("distilling {} into {}", config.name, args.out.display()))?;

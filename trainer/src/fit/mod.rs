@@ -277,9 +277,10 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
                 "flowgate fit {} (distilled from {}, LAMBDA {DISTIL_WEIGHT}{})",
                 options.described_input(),
                 configs.teacher.name,
-                match options.perturbations.list().len() {
-                    n if n == crate::distil::Perturbation::ALL.len() => String::new(),
-                    _ => format!(", perturbations {:?}", options.perturbations.list()),
+                if options.perturbations == PerturbationKinds::ALL {
+                    String::new()
+                } else {
+                    format!(", perturbations {:?}", options.perturbations.list())
                 }
             ),
             deadline: deadlines.map(|d| d.gate),
