@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it started (seconds into the run), so a CI log shows where the time goes.
+step() { printf '\n==> [%ds] %s\n' "$SECONDS" "$*"; }
 
 step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -44,3 +45,5 @@ step "Fuzz smoke: every cargo-fuzz target from its seeds (scripts/fuzz.sh, night
 # A fixed libFuzzer seed: from the committed seeds, every CI run explores the same inputs (a
 # finding is then a reproducible failure, not a flaky one); campaigns use random seeds.
 FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_SEED=${FUZZ_SEED:-1} bash scripts/fuzz.sh
+
+step "Done"
