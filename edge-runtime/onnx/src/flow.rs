@@ -43,13 +43,14 @@ pub(crate) fn emit_flow(
     model: &Model<'_>,
     input: Activation,
     int8: Int8Weights,
+    scope: &str,
 ) -> Result<LogDensity, ExportError> {
     let mut density = LogDensity::default();
     let mut x = input;
     for (index, layer) in model.flow.iter().enumerate() {
         let layer = layer.map_err(|error| ExportError::Model(Error::Payload(error)))?;
         let index = index as u32;
-        let scope = format!("flow.{index}");
+        let scope = format!("{scope}flow.{index}");
         x = match &layer {
             FlowLayer::Coupling(coupling) => {
                 let place = NetPlace {
@@ -78,7 +79,7 @@ pub(crate) fn emit_flow(
             }
         };
     }
-    density.add_prior(graph, &x, "prior_squares");
+    density.add_prior(graph, &x, &format!("{scope}prior_squares"));
     Ok(density)
 }
 

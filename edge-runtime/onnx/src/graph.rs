@@ -28,6 +28,11 @@ impl Graph {
         self.taken.insert(name.to_owned());
     }
 
+    /// A fresh value name from `hint`, for a value a later [`Graph::op_into`] writes.
+    pub fn claim(&mut self, hint: &str) -> String {
+        self.fresh(hint)
+    }
+
     /// `hint`, or `hint` with the first free numeric suffix.
     fn fresh(&mut self, hint: &str) -> String {
         let mut name = hint.to_owned();

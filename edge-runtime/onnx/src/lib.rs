@@ -17,6 +17,23 @@
 //! typical score, and a frame is rejected when its score is above `threshold` or is not
 //! finite.
 //!
+//! A model with a native-resolution detail branch ([`flowgate_shared::Detail`]) becomes one
+//! graph over the whole frame, which makes the thumbnail and crops the patches itself, as
+//! the runtime's `Gate::score` does:
+//!
+//! - input `frame`: float32 `[N, C, H, W]`, the frame at the camera's own size
+//!   (`flowgate.detail.frame` in the metadata) as full-range levels 0..=255: the gray (Y)
+//!   plane for a gray model, R, G, B for a colour one;
+//! - outputs `log_likelihood` and `bits_per_dim` of the thumbnail's flow as above, plus
+//!   `detail_bits_per_dim` (the patches' mean) and `ood_score` (the two standardised scores
+//!   combined), each float32 `[N]`. A frame is rejected when `ood_score` is above
+//!   `threshold`, or when any output is not finite.
+//!
+//! The thumbnail is the runtime's area average rounded half up, computed from exact integer
+//! sums, so integer frames give the runtime's levels. A colour frame's luma (for the
+//! patches) is rounded after an f32 dot product whose order a runtime picks: a pixel whose
+//! luma is within f32 rounding of a half level may land one level from the runtime's.
+//!
 //! ```no_run
 //! // flowgate onnx --model GATE.fgm --out GATE.onnx
 //! let model_file = std::fs::read("GATE.fgm")?;
@@ -33,11 +50,13 @@
 //!
 //! The graph uses only operators TensorRT 8 supports: Conv, ConvTranspose, Gemm, Flatten,
 //! Reshape, Transpose, Slice and Concat (constant indices), Add, Sub, Mul, Neg, Exp, Log,
-//! Tanh, Relu, MaxPool, AveragePool, GlobalAveragePool, ReduceSum, ReduceSumSquare, Sum, and
-//! (only with [`Int8Weights::DequantizeLinear`]) DequantizeLinear. Masks are constant
-//! tensors.
+//! Tanh, Relu, MaxPool, AveragePool, GlobalAveragePool, ReduceSum, ReduceSumSquare, Sum,
+//! (only with a detail branch) Div, Floor, Abs, Max and MatMul (only for a frame that is not
+//! a whole multiple of the input size), and (only with [`Int8Weights::DequantizeLinear`])
+//! DequantizeLinear. Masks are constant tensors.
 
 mod coupling;
+mod detail;
 mod flow;
 mod graph;
 mod metadata;
@@ -48,7 +67,7 @@ mod weights;
 
 use prost::Message;
 
-use flowgate_shared::{Dims, decode};
+use flowgate_shared::{Dims, decode, decode_payload};
 
 pub use metadata::{keys, score_kinds};
 
@@ -63,12 +82,18 @@ use crate::proto::{
 pub const OPSET_VERSION: i64 = 13;
 /// The ONNX IR version of opset 13 (ONNX 1.8).
 pub const IR_VERSION: i64 = 7;
-/// Name of the graph's input.
+/// Name of the graph's input: pixel levels at the model's input size.
 pub const INPUT: &str = "levels";
+/// Name of the graph's input for a model with a detail branch: the full-size frame.
+pub const FRAME: &str = "frame";
 /// Name of the log-likelihood output.
 pub const LOG_LIKELIHOOD: &str = "log_likelihood";
 /// Name of the bits/dim output.
 pub const BITS_PER_DIM: &str = "bits_per_dim";
+/// Name of the detail branch's output: the patches' mean bits/dim.
+pub const DETAIL_BITS_PER_DIM: &str = "detail_bits_per_dim";
+/// Name of the combined OOD score's output (a model with a detail branch).
+pub const OOD_SCORE: &str = "ood_score";
 /// The symbolic batch dimension of the input and outputs.
 pub const BATCH_DIM: &str = "N";
 
@@ -110,14 +135,22 @@ pub enum ExportError {
     /// The bytes are not a valid model file.
     #[error("not a valid flowgate model: {0}")]
     Model(#[from] flowgate_shared::Error),
-    /// The model has a native-resolution detail branch, which the graph cannot express yet
-    /// (its input is the thumbnail; the branch reads patches of the full-size frame).
+    /// The model has a detail branch whose thumbnail the graph cannot compute as the
+    /// runtime does: the frame is smaller than the model's input, or one thumbnail pixel
+    /// averages so many source pixels (in the resize's units) that f32 could not round
+    /// their mean as the runtime does.
     #[error(
-        "the model has a native-resolution detail branch, which the ONNX export does not carry \
-         yet: export the gate without it (the one flowgate detail was given), and score whole \
-         frames with flowgate-edge, the C library, GStreamer or Python for the branch"
+        "the model's detail branch reads {}x{} frames, which the graph cannot area-average to \
+         the model's {}x{} input exactly as the runtime does; score whole frames with \
+         flowgate-edge, the C library, GStreamer or Python instead",
+        from.0, from.1, to.0, to.1
     )]
-    DetailBranch,
+    DetailResize {
+        /// The camera's frame size (width, height).
+        from: (u32, u32),
+        /// The model's input size (width, height).
+        to: (u32, u32),
+    },
 }
 
 /// Exports a model file (`*.fgm`) as a serialized ONNX model; see the crate documentation
@@ -125,45 +158,77 @@ pub enum ExportError {
 pub fn export(model_file: &[u8], options: &ExportOptions) -> Result<Vec<u8>, ExportError> {
     let validated = decode(model_file)?;
     let (model, summary) = (&validated.model, &validated.summary);
-    // Exporting the thumbnail's flow alone would silently drop half of the decision.
-    if model.detail.is_some() {
-        return Err(ExportError::DetailBranch);
-    }
     let spec = model.input;
     let int8 = options.int8_weights;
 
     let mut graph = Graph::default();
-    for name in [INPUT, LOG_LIKELIHOOD, BITS_PER_DIM] {
+    let mut outputs = vec![LOG_LIKELIHOOD, BITS_PER_DIM];
+    if model.detail.is_some() {
+        outputs.extend([DETAIL_BITS_PER_DIM, OOD_SCORE]);
+    }
+    let input_name = if model.detail.is_some() { FRAME } else { INPUT };
+    for name in core::iter::once(input_name).chain(outputs.iter().copied()) {
         graph.reserve(name);
     }
-    let preprocessed = preprocess::emit(&mut graph, spec.preprocess, INPUT, summary.input_dims);
-    let input = Activation {
-        name: preprocessed.input,
-        dims: Dims::new(spec.channels, spec.height, spec.width),
+    let input_shape = match &model.detail {
+        // The branch reads the frame at the camera's size; the graph makes the thumbnail.
+        Some(detail) => {
+            let levels = detail::thumbnail(
+                &mut graph,
+                FRAME,
+                spec.channels,
+                (detail.frame_width, detail.frame_height),
+                (spec.width, spec.height),
+            )?;
+            let frame = Levels {
+                name: &levels,
+                dims: Dims::new(spec.channels, spec.height, spec.width),
+            };
+            emit_density(
+                &mut graph,
+                model,
+                summary,
+                frame,
+                int8,
+                "",
+                [LOG_LIKELIHOOD, BITS_PER_DIM],
+            )?;
+            emit_detail(&mut graph, model, detail, int8)?;
+            [spec.channels, detail.frame_height, detail.frame_width]
+        }
+        None => {
+            let frame = Levels {
+                name: INPUT,
+                dims: Dims::new(spec.channels, spec.height, spec.width),
+            };
+            emit_density(
+                &mut graph,
+                model,
+                summary,
+                frame,
+                int8,
+                "",
+                [LOG_LIKELIHOOD, BITS_PER_DIM],
+            )?;
+            [spec.channels, spec.height, spec.width]
+        }
     };
-    let mut density = flow::emit_flow(&mut graph, model, input, int8)?;
-    // A flow on embeddings models the embedding, not the pixels the preprocessing maps.
-    if !summary.embedded {
-        density.per_frame.push(preprocessed.log_det_per_frame);
-        density.constant += preprocessed.log_det_constant;
-    }
-    emit_outputs(&mut graph, density, summary.density_dims);
 
     let (node, initializer) = graph.into_parts();
-    let frame_shape = [spec.channels, spec.height, spec.width].map(i64::from);
+    let doc_string = match model.detail {
+        Some(_) => {
+            "full-size frames to log-likelihood, bits/dim, the patches' mean bits/dim \
+                    and the combined OOD score"
+        }
+        None => "pixel levels to log-likelihood and bits/dim",
+    };
     let graph = GraphProto {
         node,
         name: Some(model.name.to_owned()),
         initializer,
-        doc_string: Some(format!(
-            "flowgate gate '{}': pixel levels to log-likelihood and bits/dim",
-            model.name
-        )),
-        input: vec![tensor_value(INPUT, &frame_shape)],
-        output: vec![
-            tensor_value(LOG_LIKELIHOOD, &[]),
-            tensor_value(BITS_PER_DIM, &[]),
-        ],
+        doc_string: Some(format!("flowgate gate '{}': {doc_string}", model.name)),
+        input: vec![tensor_value(input_name, &input_shape.map(i64::from))],
+        output: outputs.iter().map(|name| tensor_value(name, &[])).collect(),
         ..Default::default()
     };
     let onnx = ModelProto {
@@ -182,25 +247,140 @@ pub fn export(model_file: &[u8], options: &ExportOptions) -> Result<Vec<u8>, Exp
     Ok(onnx.encode_to_vec())
 }
 
-/// `log_likelihood = sum(per_frame) - sum(squares) / 2 + constant` and `bits_per_dim`.
-fn emit_outputs(graph: &mut Graph, density: flow::LogDensity, density_dims: u64) {
+/// A flow's input levels: a value `[N, C, H, W]` of pixel levels 0..=255.
+struct Levels<'a> {
+    name: &'a str,
+    dims: Dims,
+}
+
+/// One flow (the model's, or a detail branch's patch model) on `levels`: the preprocessing,
+/// the layers and the prior, written into `outputs` (log-likelihood, bits/dim). `scope`
+/// prefixes the flow's value names.
+fn emit_density(
+    graph: &mut Graph,
+    model: &flowgate_shared::Model<'_>,
+    summary: &flowgate_shared::ModelSummary,
+    levels: Levels<'_>,
+    int8: Int8Weights,
+    scope: &str,
+    outputs: [&str; 2],
+) -> Result<(), ExportError> {
+    let preprocessed = preprocess::emit(
+        graph,
+        model.input.preprocess,
+        levels.name,
+        levels.dims.elements(),
+        scope,
+    );
+    let input = Activation {
+        name: preprocessed.input,
+        dims: levels.dims,
+    };
+    let mut density = flow::emit_flow(graph, model, input, int8, scope)?;
+    // A flow on embeddings models the embedding, not the pixels the preprocessing maps.
+    if !summary.embedded {
+        density.per_frame.push(preprocessed.log_det_per_frame);
+        density.constant += preprocessed.log_det_constant;
+    }
+    emit_outputs(graph, density, summary.density_dims, scope, outputs);
+    Ok(())
+}
+
+/// The detail branch on the graph's full-size frame: its patches through the patch model,
+/// their mean bits/dim and the combined score (the outputs [`DETAIL_BITS_PER_DIM`] and
+/// [`OOD_SCORE`]).
+fn emit_detail(
+    graph: &mut Graph,
+    model: &flowgate_shared::Model<'_>,
+    detail: &flowgate_shared::Detail<'_>,
+    int8: Int8Weights,
+) -> Result<(), ExportError> {
+    let patch_model = decode_payload(detail.patch_model.as_slice())?;
+    let patch_spec = patch_model.model.input;
+    let luma = detail::luma(graph, FRAME, model.input.channels);
+    let patch = (patch_spec.width, patch_spec.height);
+    let batch = detail::patches(graph, &luma, detail, patch)?;
+    let patch_levels = Levels {
+        name: &batch,
+        dims: Dims::new(1, patch_spec.height, patch_spec.width),
+    };
+    let patch_log_likelihood = graph.claim("patch.log_likelihood");
+    let patch_bits = graph.claim("patch.bits_per_dim");
+    emit_density(
+        graph,
+        &patch_model.model,
+        &patch_model.summary,
+        patch_levels,
+        int8,
+        "patch.",
+        [&patch_log_likelihood, &patch_bits],
+    )?;
+    detail::mean_per_frame(graph, &patch_bits, detail.patches(), DETAIL_BITS_PER_DIM);
+    detail::combined_score(
+        graph,
+        detail,
+        model.score,
+        BITS_PER_DIM,
+        DETAIL_BITS_PER_DIM,
+        OOD_SCORE,
+    );
+    Ok(())
+}
+
+/// `log_likelihood = sum(per_frame) - sum(squares) / 2 + constant` and `bits_per_dim`,
+/// written into `outputs`.
+fn emit_outputs(
+    graph: &mut Graph,
+    density: flow::LogDensity,
+    density_dims: u64,
+    scope: &str,
+    [log_likelihood_out, bits_per_dim_out]: [&str; 2],
+) {
     let sum = |graph: &mut Graph, terms: &[String], hint: &str| -> String {
         let terms: Vec<&str> = terms.iter().map(String::as_str).collect();
         graph.op("Sum", &terms, vec![], hint)
     };
     // The prior over what remains is always there: `squares` is never empty.
-    let squares = sum(graph, &density.squares, "prior.sum_squares");
+    let squares = sum(
+        graph,
+        &density.squares,
+        &format!("{scope}prior.sum_squares"),
+    );
     let minus_half = graph.f32_scalar("prior.minus_half", 1, -0.5);
-    let mut log_likelihood = graph.op("Mul", &[&squares, &minus_half], vec![], "prior.quadratic");
+    let mut log_likelihood = graph.op(
+        "Mul",
+        &[&squares, &minus_half],
+        vec![],
+        &format!("{scope}prior.quadratic"),
+    );
     if !density.per_frame.is_empty() {
-        let log_dets = sum(graph, &density.per_frame, "log_det");
-        log_likelihood = graph.op("Add", &[&log_likelihood, &log_dets], vec![], "log_density");
+        let log_dets = sum(graph, &density.per_frame, &format!("{scope}log_det"));
+        log_likelihood = graph.op(
+            "Add",
+            &[&log_likelihood, &log_dets],
+            vec![],
+            &format!("{scope}log_density"),
+        );
     }
-    let constant = graph.f32_scalar("log_density.constant", 1, density.constant as f32);
-    graph.op_into("Add", &[&log_likelihood, &constant], vec![], LOG_LIKELIHOOD);
+    let constant = graph.f32_scalar(
+        &format!("{scope}log_density.constant"),
+        1,
+        density.constant as f32,
+    );
+    graph.op_into(
+        "Add",
+        &[&log_likelihood, &constant],
+        vec![],
+        log_likelihood_out,
+    );
     let per_bit = -1.0 / (density_dims as f64 * core::f64::consts::LN_2);
-    let per_bit = graph.f32_scalar("bits_per_dim.factor", 1, per_bit as f32);
-    graph.op_into("Mul", &[LOG_LIKELIHOOD, &per_bit], vec![], BITS_PER_DIM);
+    let per_bit = graph.f32_scalar(&format!("{scope}bits_per_dim.factor"), 1, per_bit as f32);
+    graph.op_into(
+        "Mul",
+        &[log_likelihood_out, &per_bit],
+        vec![],
+        bits_per_dim_out,
+    );
 }
 
 /// A float32 tensor `[N, frame_shape...]`.

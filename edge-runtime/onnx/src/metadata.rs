@@ -15,8 +15,9 @@ pub mod keys {
     pub const MODEL: &str = "flowgate.model";
     /// How the model was made.
     pub const PROVENANCE: &str = "flowgate.provenance";
-    /// `bits_per_dim` (the score is the `bits_per_dim` output) or `typical_bits_per_dim`
-    /// (the score is `|bits_per_dim - score_center|`).
+    /// `bits_per_dim` (the score is the `bits_per_dim` output), `typical_bits_per_dim`
+    /// (the score is `|bits_per_dim - score_center|`) or `detail_combined` (a model with a
+    /// detail branch: the score is the `ood_score` output).
     pub const SCORE_KIND: &str = "flowgate.score_kind";
     /// The typical score's center, in bits/dim (only with `typical_bits_per_dim`).
     pub const SCORE_CENTER: &str = "flowgate.score_center";
@@ -35,6 +36,13 @@ pub mod keys {
     /// `float32`, `int8_dequantized` (int8 weights stored as their f32 values) or
     /// `int8_dequantize_linear` (int8 weights behind DequantizeLinear).
     pub const WEIGHTS: &str = "flowgate.weights";
+    /// With a detail branch: the frame size the graph's `frame` input has, `WIDTHxHEIGHT`
+    /// (the camera's own).
+    pub const DETAIL_FRAME: &str = "flowgate.detail.frame";
+    /// With a detail branch: its patch grid, `COLUMNSxROWS`.
+    pub const DETAIL_GRID: &str = "flowgate.detail.grid";
+    /// With a detail branch: the patch size, `WIDTHxHEIGHT`.
+    pub const DETAIL_PATCH: &str = "flowgate.detail.patch";
 }
 
 /// Score kind names, the values of [`keys::SCORE_KIND`].
@@ -43,6 +51,9 @@ pub mod score_kinds {
     pub const BITS_PER_DIM: &str = "bits_per_dim";
     /// The score is `|bits/dim - center|`.
     pub const TYPICAL_BITS_PER_DIM: &str = "typical_bits_per_dim";
+    /// The score is the graph's `ood_score` output (the thumbnail's and the patches'
+    /// standardised scores combined, as the runtime combines them).
+    pub const DETAIL_COMBINED: &str = "detail_combined";
 }
 
 /// The metadata entries of `model`.
@@ -56,6 +67,9 @@ pub(crate) fn entries(
         (keys::PROVENANCE, model.provenance.to_owned()),
     ];
     match model.score {
+        _ if model.detail.is_some() => {
+            entries.push((keys::SCORE_KIND, score_kinds::DETAIL_COMBINED.to_owned()));
+        }
         ScoreKind::BitsPerDim => {
             entries.push((keys::SCORE_KIND, score_kinds::BITS_PER_DIM.to_owned()));
         }
@@ -90,6 +104,17 @@ pub(crate) fn entries(
         (_, Int8Weights::DequantizeLinear) => "int8_dequantize_linear",
     };
     entries.push((keys::WEIGHTS, weights.to_owned()));
+    if let Some(detail) = &model.detail {
+        let size = |(w, h): (u32, u32)| format!("{w}x{h}");
+        entries.push((
+            keys::DETAIL_FRAME,
+            size((detail.frame_width, detail.frame_height)),
+        ));
+        entries.push((keys::DETAIL_GRID, size((detail.columns, detail.rows))));
+        if let Some(patch) = summary.detail.as_ref().map(|d| d.patch) {
+            entries.push((keys::DETAIL_PATCH, size(patch)));
+        }
+    }
     entries
         .into_iter()
         .map(|(key, value)| StringStringEntryProto {

@@ -23,20 +23,48 @@ pub(crate) fn emit(
     preprocess: Preprocess,
     levels: &str,
     dims: u64,
+    scope: &str,
 ) -> Preprocessed {
     match preprocess {
         Preprocess::Logit { alpha } => {
             let alpha = f64::from(alpha);
             let slope = (1.0 - 2.0 * alpha) / 256.0;
             let offset = alpha + slope * 0.5;
-            let p = multiply_add(graph, levels, slope, offset, "preprocess.p");
-            let q = multiply_add(graph, levels, -slope, 1.0 - offset, "preprocess.q");
-            let ln_p = graph.op("Log", &[&p], vec![], "preprocess.ln_p");
-            let ln_q = graph.op("Log", &[&q], vec![], "preprocess.ln_q");
-            let input = graph.op("Sub", &[&ln_p, &ln_q], vec![], "preprocess.logit");
-            let ln_pq = graph.op("Add", &[&ln_p, &ln_q], vec![], "preprocess.ln_pq");
-            let sum = graph.sum_per_frame(&ln_pq, "preprocess.sum_ln_pq");
-            let log_det_per_frame = graph.op("Neg", &[&sum], vec![], "preprocess.log_det");
+            let p = multiply_add(
+                graph,
+                levels,
+                slope,
+                offset,
+                &format!("{scope}preprocess.p"),
+            );
+            let q = multiply_add(
+                graph,
+                levels,
+                -slope,
+                1.0 - offset,
+                &format!("{scope}preprocess.q"),
+            );
+            let ln_p = graph.op("Log", &[&p], vec![], &format!("{scope}preprocess.ln_p"));
+            let ln_q = graph.op("Log", &[&q], vec![], &format!("{scope}preprocess.ln_q"));
+            let input = graph.op(
+                "Sub",
+                &[&ln_p, &ln_q],
+                vec![],
+                &format!("{scope}preprocess.logit"),
+            );
+            let ln_pq = graph.op(
+                "Add",
+                &[&ln_p, &ln_q],
+                vec![],
+                &format!("{scope}preprocess.ln_pq"),
+            );
+            let sum = graph.sum_per_frame(&ln_pq, &format!("{scope}preprocess.sum_ln_pq"));
+            let log_det_per_frame = graph.op(
+                "Neg",
+                &[&sum],
+                vec![],
+                &format!("{scope}preprocess.log_det"),
+            );
             let dims = dims as f64;
             Preprocessed {
                 input,

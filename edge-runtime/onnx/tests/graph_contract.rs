@@ -7,10 +7,10 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::committed_model;
+use common::{committed_model, tiny_detail_model_file};
 use flowgate_onnx::{
-    BATCH_DIM, BITS_PER_DIM, ExportError, ExportOptions, INPUT, Int8Weights, LOG_LIKELIHOOD,
-    export, keys, score_kinds,
+    BATCH_DIM, BITS_PER_DIM, DETAIL_BITS_PER_DIM, ExportError, ExportOptions, FRAME, INPUT,
+    Int8Weights, LOG_LIKELIHOOD, OOD_SCORE, export, keys, score_kinds,
 };
 use flowgate_shared::example::{tiny_embedding_model, tiny_model};
 use flowgate_shared::{Model, ScoreKind, decode, encode};
@@ -29,18 +29,23 @@ const COMMITTED: [&str; 7] = [
 
 /// ONNX operators TensorRT 8.x's parser supports (onnx-tensorrt's operators.md for 8.0 to
 /// 8.6) that this exporter may use.
-const TENSORRT_8_OPERATORS: [&str; 23] = [
+const TENSORRT_8_OPERATORS: [&str; 28] = [
+    "Abs",
     "Add",
     "AveragePool",
     "Concat",
     "Conv",
     "ConvTranspose",
     "DequantizeLinear",
+    "Div",
     "Exp",
     "Flatten",
+    "Floor",
     "Gemm",
     "GlobalAveragePool",
     "Log",
+    "MatMul",
+    "Max",
     "MaxPool",
     "Mul",
     "Neg",
@@ -65,6 +70,25 @@ fn all_models() -> Vec<(String, Vec<u8>)> {
         models.push((model.name.to_owned(), encode(&model).expect("encodes")));
     }
     models
+}
+
+/// Models with a native-resolution detail branch: the committed camera gate's, and shared's
+/// fixture at a frame size that is a whole multiple of its input and at one that is not.
+fn detail_models() -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            "camera-vtest-detail".to_owned(),
+            committed_model("camera-vtest-detail"),
+        ),
+        (
+            "tiny-detail 24x18".to_owned(),
+            tiny_detail_model_file((24, 18)),
+        ),
+        (
+            "tiny-detail 25x17".to_owned(),
+            tiny_detail_model_file((25, 17)),
+        ),
+    ]
 }
 
 fn parse(onnx: &[u8]) -> pb::ModelProto {
@@ -139,7 +163,7 @@ fn every_export_is_opset_13_with_the_documented_input_and_outputs() {
 fn exports_use_only_operators_tensorrt_8_parses() {
     let allowed: BTreeSet<&str> = TENSORRT_8_OPERATORS.into_iter().collect();
     let mut used = BTreeSet::new();
-    for (name, model_file) in all_models() {
+    for (name, model_file) in all_models().into_iter().chain(detail_models()) {
         for int8 in [Int8Weights::Dequantized, Int8Weights::DequantizeLinear] {
             let options = ExportOptions::default().with_int8_weights(int8);
             let onnx = parse(&export(&model_file, &options).expect("exports"));
@@ -275,10 +299,78 @@ fn invalid_model_files_are_refused() {
 }
 
 #[test]
-fn a_detail_branch_is_refused_rather_than_dropped() {
-    let with_detail = encode(&flowgate_shared::example::tiny_detail_model()).unwrap();
+fn a_detail_branch_takes_the_full_frame_and_adds_two_outputs() {
+    for (name, model_file) in detail_models() {
+        let model = decode(&model_file).expect("valid").model;
+        let detail = model.detail.as_ref().expect("a branch");
+        let onnx = parse(&export(&model_file, &ExportOptions::default()).expect("exports"));
+        let graph = onnx.graph.as_ref().expect("a graph");
+        let inputs: Vec<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(inputs, [FRAME], "{name}");
+        let batch = Err(BATCH_DIM.to_owned());
+        let frame = [
+            model.input.channels,
+            detail.frame_height,
+            detail.frame_width,
+        ]
+        .map(|d| Ok(i64::from(d)));
+        let expected: Vec<_> = std::iter::once(batch.clone()).chain(frame).collect();
+        assert_eq!(float_tensor_shape(&graph.input[0]), expected, "{name}");
+        let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            outputs,
+            [LOG_LIKELIHOOD, BITS_PER_DIM, DETAIL_BITS_PER_DIM, OOD_SCORE],
+            "{name}"
+        );
+        for output in &graph.output {
+            assert_eq!(
+                float_tensor_shape(output),
+                std::slice::from_ref(&batch),
+                "{name}"
+            );
+        }
+        let props = metadata(&onnx);
+        assert_eq!(
+            props.get(keys::SCORE_KIND),
+            Some(&score_kinds::DETAIL_COMBINED),
+            "{name}"
+        );
+        let frame = format!("{}x{}", detail.frame_width, detail.frame_height);
+        assert_eq!(
+            props.get(keys::DETAIL_FRAME),
+            Some(&frame.as_str()),
+            "{name}"
+        );
+        let grid = format!("{}x{}", detail.columns, detail.rows);
+        assert_eq!(props.get(keys::DETAIL_GRID), Some(&grid.as_str()), "{name}");
+        assert!(props.contains_key(keys::DETAIL_PATCH), "{name}");
+        if let Some(threshold) = &model.threshold {
+            let written: f32 = props[keys::THRESHOLD].parse().expect("a number");
+            assert_eq!(written.to_bits(), threshold.ood_score.to_bits(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_detail_branch_the_graph_cannot_average_exactly_is_refused() {
+    // 257 columns into 4 and 257 rows into 4: each thumbnail pixel is 257 x 257 units of a
+    // quarter pixel, past what f32 rounds as the runtime does.
     assert!(matches!(
-        export(&with_detail, &ExportOptions::default()),
-        Err(ExportError::DetailBranch)
+        export(
+            &tiny_detail_model_file((257, 257)),
+            &ExportOptions::default()
+        ),
+        Err(ExportError::DetailResize {
+            from: (257, 257),
+            to: (4, 4)
+        })
     ));
+    // 128 x 128 into 4 x 4 is 32 x 32 whole pixels.
+    assert!(
+        export(
+            &tiny_detail_model_file((128, 128)),
+            &ExportOptions::default()
+        )
+        .is_ok()
+    );
 }

@@ -11,8 +11,10 @@
 mod common;
 
 use common::{
-    Agreement, MAX_DELTA_BITS_PER_DIM, agreement, committed_model, compare, fashion_mnist_levels,
-    photo_levels, runtime_scores, tract_plan, tract_scores, video_levels,
+    Agreement, DetailScores, MAX_DELTA_BITS_PER_DIM, agreement, committed_model, compare,
+    fashion_mnist_levels, native_video_frames, photo_levels, pseudo_random_bytes,
+    runtime_detail_scores, runtime_scores, tiny_detail_model_file, tract_detail_scores, tract_plan,
+    tract_scores, video_levels,
 };
 use flowgate_onnx::{ExportOptions, Int8Weights, export};
 use flowgate_shared::example::{tiny_embedding_model, tiny_model};
@@ -378,4 +380,119 @@ fn symbolic_batch_runs_any_batch_size() {
             compare(&runtime[frames], &scores),
         );
     }
+}
+
+/// How far tract's detail scores are from the runtime's; asserts the tolerances: 1e-4 on
+/// each bits/dim, and on the combined score 1e-4 over the smaller spread it divides by.
+fn assert_detail_agrees(
+    name: &str,
+    model_file: &[u8],
+    runtime: &[DetailScores],
+    tract: &[DetailScores],
+) {
+    let detail = decode(model_file)
+        .expect("valid")
+        .model
+        .detail
+        .expect("a branch");
+    let score_tolerance =
+        MAX_DELTA_BITS_PER_DIM / f64::from(detail.frame.spread.min(detail.detail.spread));
+    let (mut worst_bpd, mut worst_detail, mut worst_score) = (0f64, 0f64, 0f64);
+    for (frame, (ours, theirs)) in runtime.iter().zip(tract).enumerate() {
+        let deltas = [
+            (ours.bits_per_dim - theirs.bits_per_dim).abs(),
+            (ours.detail_bits_per_dim - theirs.detail_bits_per_dim).abs(),
+            (ours.ood_score - theirs.ood_score).abs(),
+        ];
+        assert!(
+            deltas[0] <= MAX_DELTA_BITS_PER_DIM
+                && deltas[1] <= MAX_DELTA_BITS_PER_DIM
+                && deltas[2] <= score_tolerance,
+            "{name}, frame {frame}: runtime {ours:?}, tract {theirs:?}"
+        );
+        worst_bpd = worst_bpd.max(deltas[0]);
+        worst_detail = worst_detail.max(deltas[1]);
+        worst_score = worst_score.max(deltas[2]);
+    }
+    println!(
+        "{name}: {} frames, max |delta| bits/dim {worst_bpd:.2e}, patches' bits/dim \
+         {worst_detail:.2e}, combined score {worst_score:.2e}",
+        runtime.len()
+    );
+}
+
+/// shared's tiny detail fixture (every layer kind) on pseudo-random frames: a frame size
+/// that is a whole multiple of the 4x4 input (a grouped convolution makes the thumbnail)
+/// and one that is not (banded matrix products).
+#[test]
+fn tiny_detail_model_on_whole_frames() {
+    for size in [(24, 20), (25, 17)] {
+        let model_file = tiny_detail_model_file(size);
+        let frames: Vec<Vec<u8>> = (0..16)
+            .map(|seed| pseudo_random_bytes(seed, (size.0 * size.1) as usize))
+            .collect();
+        let onnx = export(&model_file, &ExportOptions::default()).expect("exports");
+        assert_detail_agrees(
+            &format!("tiny detail at {}x{}", size.0, size.1),
+            &model_file,
+            &runtime_detail_scores(&model_file, &frames, size),
+            &tract_detail_scores(&onnx, &frames, size),
+        );
+    }
+}
+
+/// The committed detail gate on whole 768x576 frames: held-out frames of its video as they
+/// are, and the same frames with sensor-like noise (uniform, +-48 levels) that the thumbnail
+/// barely sees and the patches do. The graph's decision (ood_score above the threshold) is
+/// the gate's on every frame.
+#[test]
+fn camera_vtest_detail_on_native_frames() {
+    let model_file = committed_model("camera-vtest-detail");
+    let model = decode(&model_file).expect("valid").model;
+    let detail = model.detail.as_ref().expect("a detail branch");
+    let size = (detail.frame_width, detail.frame_height);
+    assert_eq!(size, (768, 576));
+    let threshold = f64::from(model.threshold.as_ref().expect("calibrated").ood_score);
+    let clean = native_video_frames("vtest.avi", 600, 794, 16, size);
+    assert!(clean.len() >= 12, "{} frames", clean.len());
+    let noisy: Vec<Vec<u8>> = clean
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let noise = pseudo_random_bytes(i as u64, frame.len());
+            frame
+                .iter()
+                .zip(noise)
+                .map(|(&p, n)| (i32::from(p) + i32::from(n) * 96 / 255 - 48).clamp(0, 255) as u8)
+                .collect()
+        })
+        .collect();
+    let frames: Vec<Vec<u8>> = clean.iter().chain(&noisy).cloned().collect();
+    let onnx = export(&model_file, &ExportOptions::default()).expect("exports");
+    let runtime = runtime_detail_scores(&model_file, &frames, size);
+    let tract = tract_detail_scores(&onnx, &frames, size);
+    assert_detail_agrees("camera-vtest-detail", &model_file, &runtime, &tract);
+    let rejects = |scores: &[DetailScores]| -> Vec<bool> {
+        scores.iter().map(|s| s.ood_score > threshold).collect()
+    };
+    assert_eq!(
+        rejects(&runtime),
+        rejects(&tract),
+        "the same decision on every frame"
+    );
+    let rejected =
+        |from: usize, to: usize| rejects(&runtime)[from..to].iter().filter(|&&r| r).count();
+    let (clean_rejected, noisy_rejected) = (
+        rejected(0, clean.len()),
+        rejected(clean.len(), frames.len()),
+    );
+    println!(
+        "camera-vtest-detail: the same decision on all {} frames: {clean_rejected} of {} clean \
+         and {noisy_rejected} of {} noisy frames rejected",
+        frames.len(),
+        clean.len(),
+        noisy.len()
+    );
+    // Both sides of the threshold are exercised: the noise is what the branch is for.
+    assert!(clean_rejected < clean.len() / 4 && noisy_rejected == noisy.len());
 }

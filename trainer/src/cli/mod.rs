@@ -130,8 +130,16 @@ pub enum Command {
     /// its OOD score (bits/dim, or |bits/dim - center| for the typical score) is above the
     /// threshold; a non-finite score must be rejected too.
     ///
+    /// A gate with a native-resolution detail branch (flowgate detail, fit) exports as one
+    /// graph over the whole frame: input `frame`, float32 [N, C, H, W] at the camera's size
+    /// (metadata flowgate.detail.frame) holding levels 0..255 (the gray/Y plane for a gray
+    /// gate); the graph makes the thumbnail and the patches as the runtime does. Two more
+    /// outputs: `detail_bits_per_dim` and `ood_score`; reject when ood_score is above the
+    /// threshold or any output is not finite.
+    ///
     /// On a Jetson: trtexec --onnx=GATE.onnx --saveEngine=GATE.plan
     ///   --minShapes=levels:1xCxHxW --optShapes=levels:1xCxHxW --maxShapes=levels:8xCxHxW
+    ///   (with a detail branch: frame:1xCxHxW at the camera's size)
     #[command(verbatim_doc_comment)]
     Onnx(OnnxArgs),
     /// OOD evaluation: mean bits/dim, AUROC, AUPR and FPR at 95% TPR of each OOD set

@@ -260,3 +260,134 @@ pub fn compare(runtime: &[(f64, f64)], tract: &[(f32, f32)]) -> Agreement {
     }
     agreement
 }
+
+/// Every `step`-th frame of `first..=last` of a video under data/opencv at its own size, as
+/// gray bytes (ffmpeg's full-range gray): what a detail branch reads. Returns the frame size
+/// and the frames.
+pub fn native_video_frames(
+    name: &str,
+    first: u32,
+    last: u32,
+    step: u32,
+    (width, height): (u32, u32),
+) -> Vec<Vec<u8>> {
+    let path = data_dir().join("opencv").join(name);
+    let filters =
+        format!("select='between(n\\,{first}\\,{last})*not(mod(n-{first}\\,{step}))',format=gray");
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&path)
+        .args(["-vf", &filters, "-fps_mode", "passthrough"])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap_or_else(|e| panic!("ffmpeg: {e} (scripts/fetch-data.sh installs it)"));
+    assert!(
+        output.status.success(),
+        "ffmpeg on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let frame_len = (width * height) as usize;
+    assert!(!output.stdout.is_empty() && output.stdout.len().is_multiple_of(frame_len));
+    output
+        .stdout
+        .chunks_exact(frame_len)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// What the gate makes of a whole frame with a detail branch.
+#[derive(Debug, Clone, Copy)]
+pub struct DetailScores {
+    pub bits_per_dim: f64,
+    pub detail_bits_per_dim: f64,
+    pub ood_score: f64,
+}
+
+/// The runtime gate's scores of whole gray frames of `size` (a model with a detail branch).
+pub fn runtime_detail_scores(
+    model_file: &[u8],
+    frames: &[Vec<u8>],
+    (width, height): (u32, u32),
+) -> Vec<DetailScores> {
+    let gate = Gate::new(model_file).expect("the runtime loads the model");
+    let mut scratch = vec![0f32; gate.scratch_len()];
+    frames
+        .iter()
+        .map(|pixels| {
+            let frame = Frame::packed(pixels, width, height, PixelFormat::Gray8).expect("gray");
+            let verdict = gate.score(&frame, &mut scratch).expect("the gate scores");
+            DetailScores {
+                bits_per_dim: verdict.bits_per_dim,
+                detail_bits_per_dim: verdict.detail_bits_per_dim.expect("a detail branch"),
+                ood_score: verdict.ood_score,
+            }
+        })
+        .collect()
+}
+
+/// tract's scores of the exported graph of a model with a detail branch on whole gray
+/// frames of `size`, run as one batch.
+pub fn tract_detail_scores(
+    onnx: &[u8],
+    frames: &[Vec<u8>],
+    (width, height): (u32, u32),
+) -> Vec<DetailScores> {
+    let shape = [frames.len(), 1, height as usize, width as usize];
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .expect("tract reads the exported graph")
+        .with_input_fact(0, f32::fact(shape).into())
+        .expect("the input takes a fixed batch")
+        .into_optimized()
+        .expect("tract optimises the graph")
+        .into_runnable()
+        .expect("tract plans the graph");
+    let flat: Vec<f32> = frames.iter().flatten().map(|&p| f32::from(p)).collect();
+    let input = Tensor::from_shape(&shape, &flat).expect("levels fit the shape");
+    let outputs = plan
+        .run(tvec!(input.into_tvalue()))
+        .expect("tract runs the graph");
+    assert_eq!(
+        outputs.len(),
+        4,
+        "log_likelihood, bits_per_dim, detail, ood_score"
+    );
+    let column = |index: usize| -> Vec<f64> {
+        let view = outputs[index]
+            .to_plain_array_view::<f32>()
+            .expect("f32 outputs");
+        assert_eq!(view.shape(), &[frames.len()], "one value per frame");
+        view.iter().map(|&v| f64::from(v)).collect()
+    };
+    let (bits, detail, score) = (column(1), column(2), column(3));
+    (0..frames.len())
+        .map(|i| DetailScores {
+            bits_per_dim: bits[i],
+            detail_bits_per_dim: detail[i],
+            ood_score: score[i],
+        })
+        .collect()
+}
+
+/// shared's tiny detail fixture with its branch reading `width x height` frames.
+pub fn tiny_detail_model_file((width, height): (u32, u32)) -> Vec<u8> {
+    let mut model = flowgate_shared::example::tiny_detail_model();
+    let detail = model.detail.as_mut().expect("the fixture has a branch");
+    (detail.frame_width, detail.frame_height) = (width, height);
+    flowgate_shared::encode(&model).expect("the fixture encodes")
+}
+
+/// Deterministic pseudo-random bytes (a 64-bit LCG's high bits): test frames without a
+/// random-number crate.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect()
+}
