@@ -586,6 +586,7 @@ def main() -> int:
     ap.add_argument("--parity-csv", type=Path, help="`flowgate score` CSV of the --bpk run on --parity-input")
     ap.add_argument("--parity-input", type=Path, help="the idx file that CSV scored")
     ap.add_argument("--check-only", action="store_true", help="run the checks, do not train")
+    ap.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda (default cpu)")
     args = ap.parse_args()
 
     torch.set_num_threads(max(1, args.threads))
@@ -596,7 +597,7 @@ def main() -> int:
     model = Flow(cfg["model"])
     trainable = sum(p.numel() for p in model.parameters())
     print(f"config {args.config}")
-    print(f"torch {torch.__version__} threads {torch.get_num_threads()}")
+    print(f"torch {torch.__version__} threads {torch.get_num_threads()} device {args.device}")
     print(f"torch_params {trainable}")
     print(f"torch_expected_exported_params {exported_parameter_count(model)}")
     print(f"layers {len(model.steps)} couplings {len(model.couplings)}")
@@ -649,6 +650,7 @@ def main() -> int:
         end = min(int(cfg["data"]["limit"]), end)
     train_images = images[:end]
     batch = int(train["batch"])
+    model.to(args.device)
     lr = float(train["lr"])
     decay = float(train.get("weight_decay") or 0.0)
     if train.get("optimizer", "adam") == "rmsprop":
@@ -664,7 +666,7 @@ def main() -> int:
     started = time.perf_counter()
     for step in range(args.steps):
         t0 = time.perf_counter()
-        levels = torch.from_numpy(train_images[batches.indices(step)].astype(np.float32))
+        levels = torch.from_numpy(train_images[batches.indices(step)].astype(np.float32)).to(args.device)
         torch.manual_seed(seed + 1 + step)
         loss = -model.log_likelihood(levels, dequantize=True).mean()
         loss_value = loss.item()

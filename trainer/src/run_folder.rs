@@ -141,8 +141,16 @@ impl RunFolder {
 
     /// The run's config and final weights, for evaluation on the CPU.
     pub fn load_trained(&self) -> Result<(TrainConfig, FlowModel)> {
+        self.load_trained_on(&burn::prelude::Device::flex())
+    }
+
+    /// [`RunFolder::load_trained`] on `device` (non-autodiff).
+    pub fn load_trained_on(
+        &self,
+        device: &burn::prelude::Device,
+    ) -> Result<(TrainConfig, FlowModel)> {
         let config = self.read_config()?;
-        let model = crate::scoring::load_for_eval(&config, &self.path(files::MODEL))?;
+        let model = crate::scoring::load_for_eval_on(&config, &self.path(files::MODEL), device)?;
         Ok((config, model))
     }
 

@@ -12,9 +12,17 @@ use crate::flows::FlowModel;
 
 /// Loads trained weights (a `.bpk` record) for evaluation on the (non-autodiff) CPU device.
 pub fn load_for_eval(config: &TrainConfig, weights: &Path) -> Result<FlowModel> {
-    let device = Device::flex();
+    load_for_eval_on(config, weights, &Device::flex())
+}
+
+/// [`load_for_eval`] on `device` (non-autodiff).
+pub fn load_for_eval_on(
+    config: &TrainConfig,
+    weights: &Path,
+    device: &Device,
+) -> Result<FlowModel> {
     // The seed does not matter: every parameter is replaced by the record's.
-    let model = FlowModel::new(&config.model, 0, &device)?;
+    let model = FlowModel::new(&config.model, 0, device)?;
     model.try_load_file(weights).map_err(|e| Error::Record {
         action: "load",
         what: "the weights",

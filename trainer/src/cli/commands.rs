@@ -269,9 +269,10 @@ pub fn distil(args: DistilArgs) -> Result<()> {
 }
 
 pub fn score(args: ScoreArgs) -> Result<()> {
-    let (config, model) = RunFolder::open(&args.run).load_trained()?;
+    let device = crate::device::device(args.device)?;
+    let (config, model) = RunFolder::open(&args.run).load_trained_on(&device)?;
     let input = load_scored_input(&args.input, config.model.input_shape(), args.limit)?;
-    let log_likelihoods = scoring::log_likelihoods(&model, &input.set, 256)?;
+    let log_likelihoods = scoring::log_likelihoods_on(&model, &input.set, 256, &device)?;
     let dims = config.model.density_dims() as f64;
     let write_rows = |out: &mut dyn Write| -> std::io::Result<()> {
         writeln!(

@@ -525,6 +525,9 @@ pub struct ScoreArgs {
     /// Score only the first N images.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Where to compute (cuda: to compare a GPU's log-likelihoods with the CPU's).
+    #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
+    pub device: crate::training::Compute,
 }
 
 /// Arguments of `export`.
