@@ -14,10 +14,10 @@ use crate::graph::{Graph, int, ints};
 /// ITU-R BT.601 luma weights, as the runtime's `luma_bt601`.
 const LUMA_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
 
-/// Largest output pixel area (in the resize's units, [`Axis`]) the rounding tolerates: sums
-/// of levels stay far below 2^24, so they are exact whatever order a runtime adds them in,
-/// and the quotient's error stays below the margin [`round_half_up_mean`] leaves.
-const MAX_AREA: u64 = 4096;
+/// Largest output pixel area (in the resize's units, [`Axis`]) the graph averages: the sums
+/// of levels, plus half the area, stay below 2^23, so they are exact whatever order a runtime
+/// adds them in, and so is [`round_half_up_mean`]'s rest. 3840x2160 into 32x24 is 10,800.
+const MAX_AREA: u64 = 32_768;
 
 /// `frame` (`[N, C, H, W]`, levels at the camera's size) at the model's `w x h` input, as
 /// the runtime's `frame_levels` computes it: each output is the area-weighted mean of the
@@ -94,18 +94,53 @@ pub(crate) fn thumbnail(
     Ok(round_half_up_mean(graph, &sums, area, "detail.thumbnail"))
 }
 
-/// `floor((sums + area / 2 + 1/4) / area)`: the mean rounded half up. For integer `sums`,
-/// `(sums + area / 2) / area` is an integer or at least `1 / (2 area)` from one, so the
-/// quarter keeps every quotient at least `1 / (4 area)` inside its integer's interval: more
-/// than the error of a runtime that divides by multiplying with the rounded reciprocal
-/// (tract does; about `3e-5` at 255 levels), for areas up to [`MAX_AREA`].
+/// `floor((sums + area / 2) / area)`, the mean rounded half up, exactly, for integer `sums`
+/// in a runtime that divides by multiplying with the rounded reciprocal (tract does) as in
+/// one that divides: a first quotient may be one off where the exact one is an integer, so
+/// the rest `sums + area / 2 - guess * area` (exact in f32: integers or half-integers below
+/// 2^23) corrects it. Each quotient carries a quarter (a rest is an integer or a
+/// half-integer) so that its rounding error, far below `1 / (4 area)`, never crosses an
+/// integer.
 fn round_half_up_mean(graph: &mut Graph, sums: &str, area: u64, hint: &str) -> String {
-    let offset = area as f32 / 2.0 + 0.25;
-    let offset = graph.f32_scalar(&format!("{hint}.half_area"), 4, offset);
+    let quarter = graph.f32_scalar(&format!("{hint}.quarter"), 4, 0.25);
+    let half_area = graph.f32_scalar(&format!("{hint}.half_area"), 4, area as f32 / 2.0);
     let area = graph.f32_scalar(&format!("{hint}.area"), 4, area as f32);
-    let shifted = graph.op("Add", &[sums, &offset], vec![], &format!("{hint}.shifted"));
-    let mean = graph.op("Div", &[&shifted, &area], vec![], &format!("{hint}.mean"));
-    graph.op("Floor", &[&mean], vec![], &format!("{hint}.levels"))
+    let floor_quotient = |graph: &mut Graph, x: &str, name: &str| -> String {
+        let nudged = graph.op(
+            "Add",
+            &[x, &quarter],
+            vec![],
+            &format!("{hint}.{name}.nudged"),
+        );
+        let quotient = graph.op(
+            "Div",
+            &[&nudged, &area],
+            vec![],
+            &format!("{hint}.{name}.quotient"),
+        );
+        graph.op("Floor", &[&quotient], vec![], &format!("{hint}.{name}"))
+    };
+    let shifted = graph.op(
+        "Add",
+        &[sums, &half_area],
+        vec![],
+        &format!("{hint}.shifted"),
+    );
+    let guess = floor_quotient(graph, &shifted, "guess");
+    let covered = graph.op("Mul", &[&guess, &area], vec![], &format!("{hint}.covered"));
+    let rest = graph.op(
+        "Sub",
+        &[&shifted, &covered],
+        vec![],
+        &format!("{hint}.rest"),
+    );
+    let correction = floor_quotient(graph, &rest, "correction");
+    graph.op(
+        "Add",
+        &[&guess, &correction],
+        vec![],
+        &format!("{hint}.levels"),
+    )
 }
 
 /// One axis of the area-averaging resize, in units of `1 / q` source pixels, where `q` makes

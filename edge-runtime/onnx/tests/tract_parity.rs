@@ -421,16 +421,25 @@ fn assert_detail_agrees(
     );
 }
 
-/// shared's tiny detail fixture (every layer kind) on pseudo-random frames: a frame size
-/// that is a whole multiple of the 4x4 input (a grouped convolution makes the thumbnail)
-/// and one that is not (banded matrix products).
+/// shared's tiny detail fixture (every layer kind) on pseudo-random frames and on
+/// checkerboards of two neighbouring levels, whose thumbnail means are exact half levels
+/// (the rounding's ties). Frame sizes: whole multiples of the 4x4 input (a grouped
+/// convolution makes the thumbnail), one with 8,000 pixels per thumbnail pixel, and one that
+/// is not a whole multiple (banded matrix products).
 #[test]
 fn tiny_detail_model_on_whole_frames() {
-    for size in [(24, 20), (25, 17)] {
+    for size in [(24, 20), (400, 320), (25, 17)] {
         let model_file = tiny_detail_model_file(size);
-        let frames: Vec<Vec<u8>> = (0..16)
-            .map(|seed| pseudo_random_bytes(seed, (size.0 * size.1) as usize))
+        let pixels = (size.0 * size.1) as usize;
+        let mut frames: Vec<Vec<u8>> = (0..12)
+            .map(|seed| pseudo_random_bytes(seed, pixels))
             .collect();
+        for low in [0u8, 77, 128, 254] {
+            let board = (0..pixels)
+                .map(|i| low + ((i % size.0 as usize + i / size.0 as usize) % 2) as u8)
+                .collect();
+            frames.push(board);
+        }
         let onnx = export(&model_file, &ExportOptions::default()).expect("exports");
         assert_detail_agrees(
             &format!("tiny detail at {}x{}", size.0, size.1),
