@@ -136,7 +136,8 @@ pub enum ExportError {
     #[error("not a valid flowgate model: {0}")]
     Model(#[from] flowgate_shared::Error),
     /// The model has a detail branch whose thumbnail the graph cannot compute as the
-    /// runtime does: the frame is smaller than the model's input, or one thumbnail pixel
+    /// runtime does: the model takes its input at an exact size that is not the frame's, the
+    /// frame is smaller than the model's input, or one thumbnail pixel
     /// averages so many source pixels (in the resize's units) that f32 could not round
     /// their mean as the runtime does.
     #[error(
@@ -173,13 +174,15 @@ pub fn export(model_file: &[u8], options: &ExportOptions) -> Result<Vec<u8>, Exp
     let input_shape = match &model.detail {
         // The branch reads the frame at the camera's size; the graph makes the thumbnail.
         Some(detail) => {
-            let levels = detail::thumbnail(
-                &mut graph,
-                FRAME,
-                spec.channels,
+            let (from, to) = (
                 (detail.frame_width, detail.frame_height),
                 (spec.width, spec.height),
-            )?;
+            );
+            // The runtime refuses such frames (an exact-size model is never resized).
+            if spec.resize == flowgate_shared::Resize::Exact && from != to {
+                return Err(ExportError::DetailResize { from, to });
+            }
+            let levels = detail::thumbnail(&mut graph, FRAME, spec.channels, from, to)?;
             let frame = Levels {
                 name: &levels,
                 dims: Dims::new(spec.channels, spec.height, spec.width),

@@ -365,6 +365,14 @@ fn a_detail_branch_the_graph_cannot_average_exactly_is_refused() {
             to: (4, 4)
         })
     ));
+    // A model that takes only frames of its exact size never resizes: the runtime refuses
+    // the branch's frames, and so does the export.
+    let mut exact = flowgate_shared::example::tiny_detail_model();
+    exact.input.resize = flowgate_shared::Resize::Exact;
+    assert!(matches!(
+        export(&encode(&exact).expect("encodes"), &ExportOptions::default()),
+        Err(ExportError::DetailResize { to: (4, 4), .. })
+    ));
     // 128 x 128 into 4 x 4 is 32 x 32 whole pixels.
     assert!(
         export(
