@@ -171,7 +171,7 @@ pub fn export(model_file: &[u8], options: &ExportOptions) -> Result<Vec<u8>, Exp
     for name in core::iter::once(input_name).chain(outputs.iter().copied()) {
         graph.reserve(name);
     }
-    let input_shape = match &model.detail {
+    let (levels, input_shape) = match &model.detail {
         // The branch reads the frame at the camera's size; the graph makes the thumbnail.
         Some(detail) => {
             let (from, to) = (
@@ -183,46 +183,34 @@ pub fn export(model_file: &[u8], options: &ExportOptions) -> Result<Vec<u8>, Exp
                 return Err(ExportError::DetailResize { from, to });
             }
             let levels = detail::thumbnail(&mut graph, FRAME, spec.channels, from, to)?;
-            let frame = Levels {
-                name: &levels,
-                dims: Dims::new(spec.channels, spec.height, spec.width),
-            };
-            emit_density(
-                &mut graph,
-                model,
-                summary,
-                frame,
-                int8,
-                "",
-                [LOG_LIKELIHOOD, BITS_PER_DIM],
-            )?;
-            emit_detail(&mut graph, model, detail, int8)?;
-            [spec.channels, detail.frame_height, detail.frame_width]
+            (
+                levels,
+                [spec.channels, detail.frame_height, detail.frame_width],
+            )
         }
-        None => {
-            let frame = Levels {
-                name: INPUT,
-                dims: Dims::new(spec.channels, spec.height, spec.width),
-            };
-            emit_density(
-                &mut graph,
-                model,
-                summary,
-                frame,
-                int8,
-                "",
-                [LOG_LIKELIHOOD, BITS_PER_DIM],
-            )?;
-            [spec.channels, spec.height, spec.width]
-        }
+        None => (INPUT.to_owned(), [spec.channels, spec.height, spec.width]),
     };
+    let thumbnail = Levels {
+        name: &levels,
+        dims: Dims::new(spec.channels, spec.height, spec.width),
+    };
+    let outputs_of_the_flow = [LOG_LIKELIHOOD, BITS_PER_DIM];
+    emit_density(
+        &mut graph,
+        model,
+        summary,
+        thumbnail,
+        int8,
+        "",
+        outputs_of_the_flow,
+    )?;
+    if let Some(detail) = &model.detail {
+        emit_detail(&mut graph, model, detail, int8)?;
+    }
 
     let (node, initializer) = graph.into_parts();
     let doc_string = match model.detail {
-        Some(_) => {
-            "full-size frames to log-likelihood, bits/dim, the patches' mean bits/dim \
-                    and the combined OOD score"
-        }
+        Some(_) => "full-size frames to log-likelihood, bits/dim, patches' bits/dim, OOD score",
         None => "pixel levels to log-likelihood and bits/dim",
     };
     let graph = GraphProto {
