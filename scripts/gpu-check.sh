@@ -79,8 +79,9 @@ for config in "${configs[@]}"; do
     run=$out/$name
     step "$name: $steps steps on $device"
     rm -rf "$run"
-    "$flowgate" train --config "$config" --device "$device" --steps "$steps" --out "$run" \
-        2> >(tee "$run.train.log" >&2)
+    # A pipe, not a process substitution: tee has finished writing the log when grep reads it.
+    "$flowgate" train --config "$config" --device "$device" --steps "$steps" --out "$run" 2>&1 |
+        tee "$run.train.log"
     trained=$(grep -E '^trained ' "$run.train.log" | tail -1)
     images_per_s=$(sed -E 's/.* ([0-9]+) images\/s.*/\1/' <<<"$trained")
     final_bpd=$(sed -E 's/.*: ([0-9.]+) bits\/dim.*/\1/' <<<"$trained")
@@ -113,7 +114,7 @@ if [ "$gpus" -ge 2 ]; then
     step "data parallel: --devices 2 (GPUs 0 and 1)"
     first=${configs[0]}
     "$flowgate" train --config "$first" --device "$device" --devices 2 --steps 50 \
-        --out "$out/devices-2" 2> >(tee "$out/devices-2.log" >&2)
+        --out "$out/devices-2" 2>&1 | tee "$out/devices-2.log"
     echo "--devices 2 on $(basename "$first" .toml): $(grep -E '^trained ' "$out/devices-2.log" | tail -1)" >>"$summary"
 fi
 
