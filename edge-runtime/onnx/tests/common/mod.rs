@@ -93,10 +93,31 @@ pub fn video_levels(
     step: u32,
 ) -> Vec<Vec<f32>> {
     let (width, height) = (128u32, 96u32);
+    let scale = format!(",scale={width}:{height}:flags=area");
+    ffmpeg_gray_frames(name, first, last, step, &scale, (width, height))
+        .iter()
+        .map(|pixels| {
+            let frame = Frame::packed(pixels, width, height, PixelFormat::Gray8).expect("gray");
+            levels(&frame, spec)
+        })
+        .collect()
+}
+
+/// Every `step`-th frame of `first..=last` of a video under data/opencv, through ffmpeg's
+/// filters `select` + `extra_filters` (empty, or starting with a comma) + `format=gray`, as
+/// `size` gray frames' bytes.
+fn ffmpeg_gray_frames(
+    name: &str,
+    first: u32,
+    last: u32,
+    step: u32,
+    extra_filters: &str,
+    (width, height): (u32, u32),
+) -> Vec<Vec<u8>> {
     let path = data_dir().join("opencv").join(name);
     let filters = format!(
-        "select='between(n\\,{first}\\,{last})*not(mod(n-{first}\\,{step}))',\
-         scale={width}:{height}:flags=area,format=gray"
+        "select='between(n\\,{first}\\,{last})*not(mod(n-{first}\\,{step}))'\
+         {extra_filters},format=gray"
     );
     let output = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
@@ -116,10 +137,7 @@ pub fn video_levels(
     output
         .stdout
         .chunks_exact(frame_len)
-        .map(|pixels| {
-            let frame = Frame::packed(pixels, width, height, PixelFormat::Gray8).expect("gray");
-            levels(&frame, spec)
-        })
+        .map(<[u8]>::to_vec)
         .collect()
 }
 
@@ -148,16 +166,23 @@ pub fn runtime_scores(model_file: &[u8], images: &[Vec<f32>]) -> Vec<(f64, f64)>
 
 /// An exported graph loaded in tract, its batch fixed at `batch` (or left symbolic).
 pub fn tract_plan(onnx: &[u8], spec: &InputSpec, batch: Option<usize>) -> Arc<TypedRunnableModel> {
-    let mut model = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .expect("tract reads the exported graph");
-    if let Some(batch) = batch {
-        let shape = [
+    let shape = batch.map(|batch| {
+        [
             batch,
             spec.channels as usize,
             spec.height as usize,
             spec.width as usize,
-        ];
+        ]
+    });
+    tract_plan_for_input(onnx, shape)
+}
+
+/// An exported graph loaded in tract, its input's shape fixed at `shape` (or left symbolic).
+pub fn tract_plan_for_input(onnx: &[u8], shape: Option<[usize; 4]>) -> Arc<TypedRunnableModel> {
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .expect("tract reads the exported graph");
+    if let Some(shape) = shape {
         model = model
             .with_input_fact(0, f32::fact(shape).into())
             .expect("the input takes a fixed batch");
@@ -261,39 +286,16 @@ pub fn compare(runtime: &[(f64, f64)], tract: &[(f32, f32)]) -> Agreement {
     agreement
 }
 
-/// Every `step`-th frame of `first..=last` of a video under data/opencv at its own size, as
-/// gray bytes (ffmpeg's full-range gray): what a detail branch reads. Returns the frame size
-/// and the frames.
+/// Every `step`-th frame of `first..=last` of a video under data/opencv at its own `size`,
+/// as gray bytes (ffmpeg's full-range gray): what a detail branch reads.
 pub fn native_video_frames(
     name: &str,
     first: u32,
     last: u32,
     step: u32,
-    (width, height): (u32, u32),
+    size: (u32, u32),
 ) -> Vec<Vec<u8>> {
-    let path = data_dir().join("opencv").join(name);
-    let filters =
-        format!("select='between(n\\,{first}\\,{last})*not(mod(n-{first}\\,{step}))',format=gray");
-    let output = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&path)
-        .args(["-vf", &filters, "-fps_mode", "passthrough"])
-        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
-        .output()
-        .unwrap_or_else(|e| panic!("ffmpeg: {e} (scripts/fetch-data.sh installs it)"));
-    assert!(
-        output.status.success(),
-        "ffmpeg on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let frame_len = (width * height) as usize;
-    assert!(!output.stdout.is_empty() && output.stdout.len().is_multiple_of(frame_len));
-    output
-        .stdout
-        .chunks_exact(frame_len)
-        .map(<[u8]>::to_vec)
-        .collect()
+    ffmpeg_gray_frames(name, first, last, step, "", size)
 }
 
 /// What the gate makes of a whole frame with a detail branch.
@@ -334,15 +336,7 @@ pub fn tract_detail_scores(
     (width, height): (u32, u32),
 ) -> Vec<DetailScores> {
     let shape = [frames.len(), 1, height as usize, width as usize];
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .expect("tract reads the exported graph")
-        .with_input_fact(0, f32::fact(shape).into())
-        .expect("the input takes a fixed batch")
-        .into_optimized()
-        .expect("tract optimises the graph")
-        .into_runnable()
-        .expect("tract plans the graph");
+    let plan = tract_plan_for_input(onnx, Some(shape));
     let flat: Vec<f32> = frames.iter().flatten().map(|&p| f32::from(p)).collect();
     let input = Tensor::from_shape(&shape, &flat).expect("levels fit the shape");
     let outputs = plan
