@@ -38,10 +38,12 @@ if [[ ! -x $venv/bin/python ]]; then
 fi
 if $build; then
     cargo build --release -q -p flowgate-trainer --bin flowgate
-    cargo build --release -q -p flowgate-onnx --example latency
+    # tract fully optimised, as its users build it (the release profile builds it at
+    # opt-level 1 for the tests; see the workspace Cargo.toml).
+    cargo build --profile bench-tract -q -p flowgate-onnx --example latency
 fi
 [[ -d data/fashion-mnist ]] || bash scripts/fetch-data.sh
-latency=$target/release/examples/latency
+latency=$target/bench-tract/examples/latency
 
 for model in $models; do
     "$target/release/flowgate" onnx --model "models/$model.fgm" --out "$work/$model.onnx" 2>/dev/null
