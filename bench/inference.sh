@@ -46,6 +46,7 @@ fi
 latency=$target/bench-tract/examples/latency
 
 for model in $models; do
+    [[ -f models/$model.fgm ]] || { echo "inference.sh: no models/$model.fgm (--models takes names from models/)" >&2; exit 2; }
     "$target/release/flowgate" onnx --model "models/$model.fgm" --out "$work/$model.onnx" 2>/dev/null
     "$latency" levels "models/$model.fgm" "$work/$model.levels" 64
 done
