@@ -3,21 +3,26 @@
 # reference of the same architecture (bench/torch_reference.py), run back to back.
 #
 # Usage: bench/train-throughput.sh [CONFIG...] [--steps N] [--repeats R]
-#                                  [--threads "T1 T2 ..."] [--no-build]
+#                                  [--threads "T1 T2 ..."] [--no-build] [--libtorch BIN]
 #
 #   CONFIG       training configs (default: the four CPU configs below)
 #   --steps N    training steps per run, for both (default 100)
 #   --repeats R  runs of each per config and thread count (default 3); medians are reported
 #   --threads    thread counts, one table row each (default "$(nproc) 1"): flowgate gets
 #                RAYON_NUM_THREADS=T (burn flex's rayon pool), torch torch.set_num_threads(T)
-#   --no-build   use the existing target/release binaries
+#   --no-build   use the existing binaries in ${CARGO_TARGET_DIR:-target}/release
+#   --libtorch BIN  also time BIN (built by scripts/build-libtorch.sh) with `--device libtorch`,
+#                burn on PyTorch's C++ library, with OMP_NUM_THREADS=T; its first repeat's model
+#                goes through the same PyTorch checks
 #
 # Per config, repeat and thread count: `flowgate train --steps N` (it prints images/s over all N steps,
 # first step included, on stderr), then the PyTorch reference for the same N steps, timed
 # the same way. After the first repeat it checks that both build the same model: tensor by
 # tensor names and shapes against flowgate's model.bpk, the trainable parameter counts, the
 # exported count from `flowgate-edge inspect`, and the log-likelihoods of 256 Fashion-MNIST
-# test images with flowgate's trained weights loaded into the PyTorch model.
+# test images with flowgate's trained weights loaded into the PyTorch model. A config with Glow's
+# rotation start (conv_init = "rotation") is checked through a 2-step twin started from the
+# reversal: the reference cannot rebuild the rotation's fixed permutation and signs.
 #
 # The PyTorch environment lives in bench/.venv (git-ignored), created on first use with
 # `pip install -r bench/requirements.txt` (PyPI; set TORCH_INDEX_URL to use another index).
@@ -30,6 +35,7 @@ ROOT=$PWD
 STEPS=100
 REPEATS=3
 BUILD=1
+LIBTORCH_BIN=
 THREADS="$(nproc) 1"
 CONFIGS=()
 while (($#)); do
@@ -38,7 +44,8 @@ while (($#)); do
     --repeats) REPEATS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    --libtorch) LIBTORCH_BIN=$2; shift 2 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) CONFIGS+=("$1"); shift ;;
     esac
@@ -69,8 +76,9 @@ if ((BUILD)); then
     echo "== cargo build --release -p flowgate-trainer -p flowgate-edge" >&2
     cargo build --release -p flowgate-trainer -p flowgate-edge >&2
 fi
-FLOWGATE=$ROOT/target/release/flowgate
-EDGE=$ROOT/target/release/flowgate-edge
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+FLOWGATE=$TARGET/release/flowgate
+EDGE=$TARGET/release/flowgate-edge
 TEST_IMAGES=${FLOWGATE_DATA_DIR:-data}/fashion-mnist/t10k-images-idx3-ubyte.gz
 [[ -f $TEST_IMAGES ]] || TEST_IMAGES=${TEST_IMAGES%.gz}
 
@@ -108,19 +116,46 @@ for config in "${CONFIGS[@]}"; do
             all=$(kv images_per_s_all "$run.torch$threads.log")
             warm=$(kv images_per_s_after_warmup "$run.torch$threads.log")
             printf '%s\ttorch\t%s\t%s\t%s\n' "$name" "$threads" "$all" "$warm" >>"$RESULTS"
-            line+=" [$threads thr] flowgate $fg, torch $all ($warm after warm-up) img/s;"
+            line+=" [$threads thr] flowgate $fg, torch $all ($warm after warm-up)"
+            if [[ -n $LIBTORCH_BIN ]]; then
+                if ! OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE "$LIBTORCH_BIN" train \
+                    --config "$config" --out "$run-libtorch" --steps "$STEPS" --device libtorch \
+                    2>"$run.libtorch.log"; then
+                    cat "$run.libtorch.log" >&2
+                    exit 1
+                fi
+                lt=$(tr '\r' '\n' <"$run.libtorch.log" | sed -n 's/^trained .*, \([0-9.]*\) images\/s$/\1/p' | tail -1)
+                printf '%s\tlibtorch\t%s\t%s\t-\n' "$name" "$threads" "$lt" >>"$RESULTS"
+                line+=", flowgate on libtorch $lt"
+            fi
+            line+=" img/s;"
         done
         echo "$line" >&2
         if ((rep == 1)); then
             # Same model? Layout and counts, then log-likelihoods with flowgate's trained weights.
-            "$FLOWGATE" score --run "$run" --input "$TEST_IMAGES" --limit 256 --out "$run/score.csv"
-            "$PY" bench/torch_reference.py "$config" --check-only --bpk "$run/model.bpk" \
-                --parity-csv "$run/score.csv" --parity-input "$TEST_IMAGES" >"$run.check.log" || {
+            check_config=$config check_run=$run check_lt_run=$run-libtorch
+            if grep -Eq '^conv_init *= *"rotation"' "$config"; then
+                # Glow's rotation start: its fixed permutation and signs are not in the .bpk, so
+                # the reference cannot load those weights. Check the same architecture started
+                # from the reversal instead, trained for 2 steps (a step costs the same).
+                check_config=$WORK/$name-reverse.toml check_run=$WORK/$name-reverse
+                check_lt_run=$WORK/$name-reverse-libtorch
+                sed -E 's/^conv_init *= *"rotation"/conv_init = "reverse"/' "$config" >"$check_config"
+                echo "$name: conv_init = \"rotation\"; checking a 2-step conv_init = \"reverse\" twin" >&2
+                "$FLOWGATE" train --config "$check_config" --out "$check_run" --steps 2 2>/dev/null
+                if [[ -n $LIBTORCH_BIN ]]; then
+                    "$LIBTORCH_BIN" train --config "$check_config" --out "$check_lt_run" --steps 2 \
+                        --device libtorch 2>/dev/null
+                fi
+            fi
+            "$FLOWGATE" score --run "$check_run" --input "$TEST_IMAGES" --limit 256 --out "$check_run/score.csv"
+            "$PY" bench/torch_reference.py "$check_config" --check-only --bpk "$check_run/model.bpk" \
+                --parity-csv "$check_run/score.csv" --parity-input "$TEST_IMAGES" >"$run.check.log" || {
                 cat "$run.check.log" >&2
                 echo "$name: the PyTorch reference does not match flowgate's model" >&2
                 exit 1
             }
-            exported=$("$EDGE" inspect "$run/model.fgm" | awk '$1 == "parameters" { print $2 }')
+            exported=$("$EDGE" inspect "$check_run/model.fgm" | awk '$1 == "parameters" { print $2 }')
             {
                 printf '%s\tflowgate_params\t%s\n' "$name" "$(kv flowgate_params "$run.check.log")"
                 printf '%s\ttorch_params\t%s\n' "$name" "$(kv torch_params "$run.check.log")"
@@ -129,8 +164,22 @@ for config in "${CONFIGS[@]}"; do
                 printf '%s\tparity_rel\t%s\n' "$name" "$(kv parity_max_rel_diff "$run.check.log")"
                 printf '%s\tlayout\t%s\n' "$name" "$(kv tensor_layout_match "$run.check.log")"
             } >>"$CHECKS"
+            if [[ -n $LIBTORCH_BIN ]]; then
+                # The libtorch-trained weights, scored by the flex build and by PyTorch.
+                "$FLOWGATE" score --run "$check_lt_run" --input "$TEST_IMAGES" --limit 256 \
+                    --out "$check_lt_run/score.csv"
+                "$PY" bench/torch_reference.py "$check_config" --check-only --bpk "$check_lt_run/model.bpk" \
+                    --parity-csv "$check_lt_run/score.csv" --parity-input "$TEST_IMAGES" \
+                    >"$run.libtorch-check.log" || {
+                    cat "$run.libtorch-check.log" >&2
+                    echo "$name: the libtorch-trained model does not match the PyTorch reference" >&2
+                    exit 1
+                }
+                printf '%s\tlibtorch_parity_rel\t%s\n' "$name" \
+                    "$(kv parity_max_rel_diff "$run.libtorch-check.log")" >>"$CHECKS"
+            fi
         fi
-        rm -rf "$run"
+        rm -rf "$run" "$run-libtorch" "$WORK/$name-reverse" "$WORK/$name-reverse-libtorch"
     done
 done
 
@@ -156,7 +205,10 @@ for line in open(checks):
     check[name][key] = value
 
 med = lambda xs: statistics.median(xs) if xs else float("nan")
+libtorch = any(impl == "libtorch" for (_, impl, _) in runs)
 cols = ["config", "params (flowgate = torch)", "threads", "flowgate img/s", "torch img/s", "flowgate / torch"]
+if libtorch:
+    cols += ["flowgate on libtorch img/s", "libtorch / torch"]
 print()
 print(f"Training throughput, {date}: median of {repeats} runs of {steps} steps each, batch 64,")
 print(f"images/s over all steps (first step included, as `flowgate train` reports it).")
@@ -172,7 +224,11 @@ for name in order:
     for t in threads:
         fg = med(runs[(name, "flowgate", t)])
         tr = med(runs[(name, "torch", t)])
-        print(f"| {name} | {params} | {t} | {fg:.0f} | {tr:.0f} | {fg / tr:.2f} |")
+        row = f"| {name} | {params} | {t} | {fg:.0f} | {tr:.0f} | {fg / tr:.2f} |"
+        if libtorch:
+            lt = med(runs[(name, "libtorch", t)])
+            row += f" {lt:.0f} | {lt / tr:.2f} |"
+        print(row)
 print()
 print("All runs (images/s):")
 for name in order:
@@ -180,7 +236,9 @@ for name in order:
     for t in threads:
         parts.append(f"{t} thr: flowgate {[round(x) for x in runs[(name, 'flowgate', t)]]}, "
                      f"torch {[round(x) for x in runs[(name, 'torch', t)]]}"
-                     f" (after warm-up {[round(x) for x in runs[(name, 'torch-warm', t)]]})")
+                     f" (after warm-up {[round(x) for x in runs[(name, 'torch-warm', t)]]})"
+                     + (f", flowgate on libtorch {[round(x) for x in runs[(name, 'libtorch', t)]]}"
+                        if libtorch else ""))
     print(f"  {name}: " + "; ".join(parts))
 print()
 print("Same model checks (first repeat's flowgate run):")
@@ -189,5 +247,6 @@ for name in order:
     print(f"  {name}: tensors match by name and shape: {c.get('layout')}; trainable params "
           f"flowgate {c.get('flowgate_params')} = torch {c.get('torch_params')}; exported .fgm "
           f"{c.get('exported_params')} (expected {c.get('torch_expected_exported')}); "
-          f"log-likelihood max rel. diff on 256 test images {c.get('parity_rel')}")
+          f"log-likelihood max rel. diff on 256 test images {c.get('parity_rel')}"
+          + (f"; libtorch-trained model: {c.get('libtorch_parity_rel')}" if libtorch else ""))
 EOF

@@ -44,7 +44,18 @@ fn im2col_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 fn main() {
-    let device = Device::flex().autodiff();
+    // `-- libtorch` (a build with `--features libtorch`) times burn's LibTorch backend instead.
+    let compute = match std::env::args().nth(1).as_deref() {
+        Some("libtorch") => flowgate_trainer::training::Compute::Libtorch,
+        _ => flowgate_trainer::training::Compute::Cpu,
+    };
+    let device = match flowgate_trainer::training::device(compute) {
+        Ok(device) => device.autodiff(),
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(2);
+        }
+    };
     for (n, c, hw) in [(64, 8, 28), (64, 16, 14), (64, 32, 7), (64, 2, 28)] {
         let conv = Conv2dConfig::new([c, c], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))

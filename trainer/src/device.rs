@@ -1,4 +1,4 @@
-//! Where training runs: burn's CPU backends or a CUDA GPU.
+//! Where training runs: burn's CPU backends, PyTorch's C++ library or a CUDA GPU.
 
 use burn::prelude::Device;
 
@@ -14,6 +14,8 @@ pub enum Compute {
     Ndarray,
     /// The first CUDA GPU (feature `cuda`).
     Cuda,
+    /// PyTorch's C++ library on the CPU (feature `libtorch`).
+    Libtorch,
 }
 
 /// The (non-autodiff) device for `compute`, or why it is not available.
@@ -22,6 +24,7 @@ pub fn device(compute: Compute) -> Result<Device> {
         Compute::Cpu => Ok(Device::flex()),
         Compute::Ndarray => ndarray_device(),
         Compute::Cuda => cuda_device(),
+        Compute::Libtorch => libtorch_device(),
     }
 }
 
@@ -37,7 +40,9 @@ pub fn data_parallel_devices(compute: Compute, count: usize) -> Result<Vec<Devic
         (_, Compute::Cuda) => (0..count)
             .map(|index| cuda_device_at(index).map(|device| device.autodiff()))
             .collect(),
-        (_, Compute::Cpu | Compute::Ndarray) => Ok(vec![device(compute)?.autodiff(); count]),
+        (_, Compute::Cpu | Compute::Ndarray | Compute::Libtorch) => {
+            Ok(vec![device(compute)?.autodiff(); count])
+        }
     }
 }
 
@@ -85,5 +90,18 @@ fn cuda_device() -> Result<Device> {
 fn cuda_device() -> Result<Device> {
     Err(Error::DeviceUnavailable(
         "this flowgate was built without the `cuda` feature (cargo build --features cuda)",
+    ))
+}
+
+#[cfg(feature = "libtorch")]
+#[allow(deprecated)] // burn 0.22 deprecates burn-tch, to be removed in a later release.
+fn libtorch_device() -> Result<Device> {
+    Ok(Device::libtorch())
+}
+
+#[cfg(not(feature = "libtorch"))]
+fn libtorch_device() -> Result<Device> {
+    Err(Error::DeviceUnavailable(
+        "this flowgate was built without the `libtorch` feature (scripts/build-libtorch.sh)",
     ))
 }

@@ -449,7 +449,7 @@ pub struct TrainArgs {
     /// Override the config's step count (quick runs).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Where to train: cpu (burn's flex backend), ndarray, or cuda (first GPU).
+    /// Where to train: cpu (burn's flex backend), ndarray, cuda (first GPU) or libtorch (PyTorch's C++ library on the CPU).
     #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
     pub device: crate::training::Compute,
     /// Data-parallel training: each batch is split across N devices (cuda: GPUs 0..N; cpu:
@@ -498,7 +498,7 @@ pub struct DistilArgs {
     /// Override the student config's step count (quick runs).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Where to train: cpu (burn's flex backend), ndarray, or cuda (first GPU).
+    /// Where to train: cpu (burn's flex backend), ndarray, cuda (first GPU) or libtorch (PyTorch's C++ library on the CPU).
     #[arg(long, value_enum, default_value_t = crate::training::Compute::Cpu)]
     pub device: crate::training::Compute,
     /// Data-parallel training: each batch is split across N devices (cuda: GPUs 0..N; cpu:
