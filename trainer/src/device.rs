@@ -105,3 +105,40 @@ fn libtorch_device() -> Result<Device> {
         "this flowgate was built without the `libtorch` feature (scripts/build-libtorch.sh)",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend the binary was built without is a typed error that says how to get it, not a
+    /// panic on the first tensor operation.
+    #[test]
+    #[cfg(not(any(feature = "libtorch", feature = "cuda")))]
+    fn a_backend_left_out_of_the_build_names_its_feature() {
+        for (compute, needle) in [
+            (Compute::Libtorch, "build-libtorch.sh"),
+            (Compute::Cuda, "`cuda` feature"),
+        ] {
+            match device(compute) {
+                Err(Error::DeviceUnavailable(why)) => {
+                    assert!(why.contains(needle), "{compute:?}: {why}")
+                }
+                other => panic!("{compute:?}: expected DeviceUnavailable, got {other:?}"),
+            }
+        }
+        assert!(device(Compute::Cpu).is_ok());
+    }
+
+    #[test]
+    fn zero_devices_is_refused_and_one_is_no_data_parallelism() {
+        assert!(matches!(
+            data_parallel_devices(Compute::Cpu, 0),
+            Err(Error::DeviceUnavailable(_))
+        ));
+        assert!(data_parallel_devices(Compute::Cpu, 1).is_ok_and(|d| d.is_empty()));
+        assert_eq!(
+            data_parallel_devices(Compute::Cpu, 2).map(|d| d.len()).ok(),
+            Some(2)
+        );
+    }
+}
