@@ -142,10 +142,11 @@ for config in "${CONFIGS[@]}"; do
                 check_lt_run=$WORK/$name-reverse-libtorch
                 sed -E 's/^conv_init *= *"rotation"/conv_init = "reverse"/' "$config" >"$check_config"
                 echo "$name: conv_init = \"rotation\"; checking a 2-step conv_init = \"reverse\" twin" >&2
-                "$FLOWGATE" train --config "$check_config" --out "$check_run" --steps 2 2>/dev/null
+                "$FLOWGATE" train --config "$check_config" --out "$check_run" --steps 2 \
+                    2>"$check_run.log" || { cat "$check_run.log" >&2; exit 1; }
                 if [[ -n $LIBTORCH_BIN ]]; then
                     "$LIBTORCH_BIN" train --config "$check_config" --out "$check_lt_run" --steps 2 \
-                        --device libtorch 2>/dev/null
+                        --device libtorch 2>"$check_lt_run.log" || { cat "$check_lt_run.log" >&2; exit 1; }
                 fi
             fi
             "$FLOWGATE" score --run "$check_run" --input "$TEST_IMAGES" --limit 256 --out "$check_run/score.csv"
