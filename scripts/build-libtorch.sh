@@ -13,8 +13,8 @@
 #      PyTorch's headers and libraries are);
 #   3. links the binary with an rpath to PyTorch's library folder, so it runs without
 #      LD_LIBRARY_PATH (the venv must stay where it is);
-#   4. trains two steps with `--device libtorch` to show the binary works, and runs
-#      trainer/tests/libtorch_backend.rs (flex and libtorch train the same model).
+#   4. runs trainer/tests/libtorch_backend.rs (flex and libtorch train the same model), and
+#      after the link trains two steps with `--device libtorch` to show the binary runs.
 # Nothing here is part of CI (the download is too large). bench/train-throughput.sh --libtorch
 # times the binary beside the flex backend and PyTorch.
 #
@@ -40,6 +40,13 @@ venv=$(cd "$venv" && pwd)
 export VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH LIBTORCH_USE_PYTORCH=1
 torch_lib=$(python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 
+# The test first: `cargo test` also builds target/.../flowgate (without the rpath), which the
+# `cargo rustc` below then relinks with it.
+step "test: flex and libtorch train the same model"
+LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+    cargo test --release -p flowgate-trainer --features libtorch --test libtorch_backend \
+    -- --nocapture
+
 step "cargo build (feature libtorch) against $torch_lib"
 cargo rustc --release -p flowgate-trainer --features libtorch --bin flowgate -- \
     -C "link-arg=-Wl,-rpath,$torch_lib"
@@ -54,8 +61,4 @@ smoke=$(mktemp -d /tmp/flowgate-libtorch.XXXXXX)
 trap 'rm -rf "$smoke"' EXIT
 env -u VIRTUAL_ENV -u LIBTORCH_USE_PYTORCH "$binary" train --config configs/fmnist-realnvp.toml \
     --device libtorch --steps 2 --data-dir "$data" --out "$smoke/run"
-step "test: flex and libtorch train the same model"
-LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-    cargo test --release -p flowgate-trainer --features libtorch --test libtorch_backend \
-    -- --nocapture
 echo "built $binary"
