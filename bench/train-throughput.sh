@@ -91,6 +91,26 @@ CHECKS=$WORK/checks.tsv   # config, key, value
 
 # `key value` lines of torch_reference.py output -> value of key
 kv() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }
+# run_logged LOG CMD...: runs CMD with its stderr in LOG; on failure prints LOG and stops.
+run_logged() {
+    local log=$1
+    shift
+    "$@" 2>"$log" || { cat "$log" >&2; exit 1; }
+}
+# The images/s that `flowgate train` printed into LOG.
+images_per_s() { tr '\r' '\n' <"$1" | sed -n 's/^trained .*, \([0-9.]*\) images\/s$/\1/p' | tail -1; }
+# check_model CONFIG RUN LOG WHAT: scores RUN's weights with flowgate (flex) and has the PyTorch
+# reference load them and compare layout, counts and log-likelihoods; its report goes to LOG.
+check_model() {
+    local config=$1 run=$2 log=$3 what=$4
+    "$FLOWGATE" score --run "$run" --input "$TEST_IMAGES" --limit 256 --out "$run/score.csv"
+    "$PY" bench/torch_reference.py "$config" --check-only --bpk "$run/model.bpk" \
+        --parity-csv "$run/score.csv" --parity-input "$TEST_IMAGES" >"$log" || {
+        cat "$log" >&2
+        echo "$name: the PyTorch reference does not match $what" >&2
+        exit 1
+    }
+}
 
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -102,12 +122,9 @@ for config in "${CONFIGS[@]}"; do
         run=$WORK/$name-$rep
         line="$name #$rep:"
         for threads in $THREADS; do
-            if ! RAYON_NUM_THREADS=$threads "$FLOWGATE" train --config "$config" --out "$run" \
-                --steps "$STEPS" 2>"$run.flowgate.log"; then
-                cat "$run.flowgate.log" >&2
-                exit 1
-            fi
-            fg=$(tr '\r' '\n' <"$run.flowgate.log" | sed -n 's/^trained .*, \([0-9.]*\) images\/s$/\1/p' | tail -1)
+            run_logged "$run.flowgate.log" env RAYON_NUM_THREADS="$threads" \
+                "$FLOWGATE" train --config "$config" --out "$run" --steps "$STEPS"
+            fg=$(images_per_s "$run.flowgate.log")
             printf '%s\tflowgate\t%s\t%s\t-\n' "$name" "$threads" "$fg" >>"$RESULTS"
             # Passive OpenMP waiting: with spinning workers, 2 threads on 2 busy cores ran ~10x
             # slower than 1 thread here. flowgate's rayon pool sleeps when idle.
@@ -118,13 +135,10 @@ for config in "${CONFIGS[@]}"; do
             printf '%s\ttorch\t%s\t%s\t%s\n' "$name" "$threads" "$all" "$warm" >>"$RESULTS"
             line+=" [$threads thr] flowgate $fg, torch $all ($warm after warm-up)"
             if [[ -n $LIBTORCH_BIN ]]; then
-                if ! OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE "$LIBTORCH_BIN" train \
-                    --config "$config" --out "$run-libtorch" --steps "$STEPS" --device libtorch \
-                    2>"$run.libtorch.log"; then
-                    cat "$run.libtorch.log" >&2
-                    exit 1
-                fi
-                lt=$(tr '\r' '\n' <"$run.libtorch.log" | sed -n 's/^trained .*, \([0-9.]*\) images\/s$/\1/p' | tail -1)
+                run_logged "$run.libtorch.log" env OMP_NUM_THREADS="$threads" OMP_WAIT_POLICY=PASSIVE \
+                    "$LIBTORCH_BIN" train --config "$config" --out "$run-libtorch" --steps "$STEPS" \
+                    --device libtorch
+                lt=$(images_per_s "$run.libtorch.log")
                 printf '%s\tlibtorch\t%s\t%s\t-\n' "$name" "$threads" "$lt" >>"$RESULTS"
                 line+=", flowgate on libtorch $lt"
             fi
@@ -142,20 +156,14 @@ for config in "${CONFIGS[@]}"; do
                 check_lt_run=$WORK/$name-reverse-libtorch
                 sed -E 's/^conv_init *= *"rotation"/conv_init = "reverse"/' "$config" >"$check_config"
                 echo "$name: conv_init = \"rotation\"; checking a 2-step conv_init = \"reverse\" twin" >&2
-                "$FLOWGATE" train --config "$check_config" --out "$check_run" --steps 2 \
-                    2>"$check_run.log" || { cat "$check_run.log" >&2; exit 1; }
+                run_logged "$check_run.log" "$FLOWGATE" train --config "$check_config" \
+                    --out "$check_run" --steps 2
                 if [[ -n $LIBTORCH_BIN ]]; then
-                    "$LIBTORCH_BIN" train --config "$check_config" --out "$check_lt_run" --steps 2 \
-                        --device libtorch 2>"$check_lt_run.log" || { cat "$check_lt_run.log" >&2; exit 1; }
+                    run_logged "$check_lt_run.log" "$LIBTORCH_BIN" train --config "$check_config" \
+                        --out "$check_lt_run" --steps 2 --device libtorch
                 fi
             fi
-            "$FLOWGATE" score --run "$check_run" --input "$TEST_IMAGES" --limit 256 --out "$check_run/score.csv"
-            "$PY" bench/torch_reference.py "$check_config" --check-only --bpk "$check_run/model.bpk" \
-                --parity-csv "$check_run/score.csv" --parity-input "$TEST_IMAGES" >"$run.check.log" || {
-                cat "$run.check.log" >&2
-                echo "$name: the PyTorch reference does not match flowgate's model" >&2
-                exit 1
-            }
+            check_model "$check_config" "$check_run" "$run.check.log" "flowgate's model"
             exported=$("$EDGE" inspect "$check_run/model.fgm" | awk '$1 == "parameters" { print $2 }')
             {
                 printf '%s\tflowgate_params\t%s\n' "$name" "$(kv flowgate_params "$run.check.log")"
@@ -167,15 +175,8 @@ for config in "${CONFIGS[@]}"; do
             } >>"$CHECKS"
             if [[ -n $LIBTORCH_BIN ]]; then
                 # The libtorch-trained weights, scored by the flex build and by PyTorch.
-                "$FLOWGATE" score --run "$check_lt_run" --input "$TEST_IMAGES" --limit 256 \
-                    --out "$check_lt_run/score.csv"
-                "$PY" bench/torch_reference.py "$check_config" --check-only --bpk "$check_lt_run/model.bpk" \
-                    --parity-csv "$check_lt_run/score.csv" --parity-input "$TEST_IMAGES" \
-                    >"$run.libtorch-check.log" || {
-                    cat "$run.libtorch-check.log" >&2
-                    echo "$name: the libtorch-trained model does not match the PyTorch reference" >&2
-                    exit 1
-                }
+                check_model "$check_config" "$check_lt_run" "$run.libtorch-check.log" \
+                    "the libtorch-trained model"
                 printf '%s\tlibtorch_parity_rel\t%s\n' "$name" \
                     "$(kv parity_max_rel_diff "$run.libtorch-check.log")" >>"$CHECKS"
             fi
