@@ -20,8 +20,8 @@
 #   3. links the binary with an rpath to PyTorch's library folder, so it runs without
 #      LD_LIBRARY_PATH (the venv must stay where it is);
 #   4. runs trainer/tests/libtorch_backend.rs (flex and libtorch train the same model, and the
-#      patched ops match flex's forward and backward), and
-#      after the link trains two steps with `--device libtorch` to show the binary runs.
+#      patched ops match flex's forward and backward), then, after the link, trains two steps
+#      with `--device libtorch` to show the binary runs.
 # Nothing here is part of CI (the download is too large). bench/train-throughput.sh --libtorch
 # times the binary beside the flex backend and PyTorch.
 #

@@ -26,6 +26,8 @@ use burn::tensor::ops::ConvOptions;
 use flowgate_trainer::config::TrainConfig;
 use flowgate_trainer::data::{self, DatasetName, Split};
 use flowgate_trainer::training::{self, Compute, files};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 const TOLERANCE_BPD: f64 = 1e-3;
 const IMAGES: usize = 64;
@@ -85,17 +87,10 @@ fn libtorch_trains_the_flex_model() {
 
 const OP_TOLERANCE: f32 = 1e-4;
 
-/// `len` values in [-1, 1) from a fixed linear congruential sequence.
+/// `len` values in [-1, 1), the same for the same seed.
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
 /// A tensor of `shape` holding `data`, tracked for gradients on autodiff devices.
