@@ -448,10 +448,14 @@ fn prepare(geometry: &ConvGeometry, input: &[f32], prepared: &mut [f32]) -> Resu
                     let row = prepared
                         .get_mut(plane_at + i * pw..plane_at + (i + 1) * pw)
                         .ok_or(Error::Inconsistent)?;
-                    for (j, to) in row.iter_mut().enumerate() {
-                        if let Some(&x) = (j * s + rx).checked_sub(p).and_then(|x| from.get(x)) {
-                            *to = x;
-                        }
+                    // Columns j with 0 <= j s + rx - p < w: one strided copy, the range
+                    // worked out once per row rather than tested per element.
+                    let first_j = p.saturating_sub(rx).div_ceil(s);
+                    let first_x = first_j * s + rx - p;
+                    let to = row.get_mut(first_j..).unwrap_or(&mut []);
+                    let from = from.get(first_x..).unwrap_or(&[]);
+                    for (to, &x) in to.iter_mut().zip(from.iter().step_by(s)) {
+                        *to = x;
                     }
                 }
             }
