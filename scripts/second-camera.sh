@@ -1,45 +1,81 @@
 #!/usr/bin/env bash
-# A second camera, fitted as a user would fit theirs: `flowgate fit` with its defaults (the
-# 20-minute budget, the detail branch) on balle1-vp9.avi from Debian's python3-mecavideo (a
-# fixed camera in a physics classroom, 320x240, 295 frames; scripts/fetch-data.sh), then the
-# same evaluation as the main camera's: every fault kind made at the camera's own 320x240 from
-# held-out frames, other scenes scaled to 320x240, gated at full size; and the statistics
-# baseline on the same sets.
+# Another camera, fitted as a user would fit theirs: `flowgate fit` with its defaults (the
+# 20-minute budget, the detail branch), then the same evaluation as the main camera's: every
+# fault kind made at the camera's own resolution from held-out normal frames, other scenes
+# scaled to that resolution, everything gated at full size; and the statistics baseline on
+# the same sets.
 #
-#   frames 0..=199   fit (the last 20 held out for early stopping and calibration)
-#   frames 200..=294 held-out normal test frames, and the source of the fault sets
+#   bash scripts/second-camera.sh [door|classroom]
+#
+# door (default): simple_movement.mp4 from PyPI's dvr-scan 1.4.1 source (public domain;
+#   `scripts/fetch-data.sh dvr-scan`): a fixed camera on a bedroom door and a lamp, 1920x1080,
+#   59.94 fps, 2488 frames (41.5 s). The door swings, a person opens it, walks through and
+#   passes close to the camera, twice in the training part and once in the test part.
+#     frames 0..=1865     fit (the last tenth, 1680..=1865, held out for early stopping and
+#                         calibration)
+#     frames 1866..=2487  normal test frames (every 4th: 156 frames), and the source of the
+#                         fault sets
+# classroom: balle1-vp9.avi from Debian's python3-mecavideo (a fixed camera in a physics
+#   classroom, 320x240, 295 frames: a 1.6-second event).
+#     frames 0..=199      fit (the last 20 held out)
+#     frames 200..=294    normal test frames, and the source of the fault sets
 #
 # Environment: RUNS (default runs/), MINUTES (fit's --minutes, default 20). Outputs land in
-# $RUNS/second-camera/: gate.fgm with its report, the sets, score CSVs, eval.json, baseline.json.
+# $RUNS/second-camera-CAMERA/: gate.fgm with its report, the sets, score CSVs, eval.json,
+# baseline.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out="${RUNS:-runs}/second-camera"
+camera=${1:-door}
+case $camera in
+    door)
+        bash scripts/fetch-data.sh dvr-scan
+        video=data/dvr-scan/simple_movement.mp4
+        fit_frames=0..1866 test_first=1866 test_every=4 size=1920x1080 ;;
+    classroom)
+        bash scripts/fetch-data.sh
+        video=data/mecavideo/balle1-vp9.avi
+        fit_frames=0..200 test_first=200 test_every=1 size=320x240 ;;
+    *) echo "second-camera.sh: unknown camera '$camera' (door or classroom)" >&2; exit 2 ;;
+esac
+fit_last=$((${fit_frames#*..} - 1))
+held_out=$(( (${fit_frames#*..} + 9) / 10 ))
+
+out="${RUNS:-runs}/second-camera-$camera"
 target=${CARGO_TARGET_DIR:-target}
 flowgate=$target/release/flowgate
 edge=$target/release/flowgate-edge
-video=data/mecavideo/balle1-vp9.avi
 kinds=(black white grey blur noise occlusion shift rotate upside-down jpeg)
 step() { printf '\n==> %s\n' "$*"; }
 
-bash scripts/fetch-data.sh
+# Keeps every N-th frame of a folder of frame-NNNNNN.png (NNNNNN the frame's index).
+thin() {
+    local dir=$1 every=$2 file index
+    ((every > 1)) || return 0
+    for file in "$dir"/frame-*.png; do
+        index=$((10#$(basename "$file" .png | sed 's/^frame-//')))
+        ((index % every == 0)) || rm -f -- "$file"
+    done
+}
+
 cargo build --release -q -p flowgate-trainer -p flowgate-edge
 
-step "fit the gate on frames 0..=199 (flowgate fit, --minutes ${MINUTES:-20})"
-"$flowgate" fit --input "$video" --frames 0..200 --minutes "${MINUTES:-20}" \
+step "fit the gate on frames $fit_frames (flowgate fit, --minutes ${MINUTES:-20})"
+"$flowgate" fit --input "$video" --frames "$fit_frames" --minutes "${MINUTES:-20}" \
     --board firmware-configs/raspberry-pi-4.toml --out "$out/gate.fgm" --work "$out/fit"
 "$edge" inspect "$out/gate.fgm"
 
-step "held-out frames 200..=294 at 320x240, gray, and the faults made from them"
-"$flowgate" frames "$video" --out "$out/sets/normal" --gray --first 200 --overwrite
+step "held-out frames $test_first.. at $size (every ${test_every}th), gray, and the faults made from them"
+"$flowgate" frames "$video" --out "$out/sets/normal" --gray --first "$test_first" --overwrite
+thin "$out/sets/normal" "$test_every"
 for kind in "${kinds[@]}"; do
     rm -rf "$out/sets/$kind"
     "$flowgate" corrupt --input "$out/sets/normal" --out "$out/sets/$kind" --kind "$kind"
 done
 step "other scenes at the camera's size: vtest.avi (first 100 frames), tree.avi, Megamind.avi"
-"$flowgate" frames data/opencv/vtest.avi --out "$out/sets/vtest" --size 320x240 --gray --last 99 --overwrite
-"$flowgate" frames data/opencv/tree.avi --out "$out/sets/tree" --size 320x240 --gray --overwrite
-"$flowgate" frames data/opencv/Megamind.avi --out "$out/sets/megamind" --size 320x240 --gray --overwrite
+"$flowgate" frames data/opencv/vtest.avi --out "$out/sets/vtest" --size "$size" --gray --last 99 --overwrite
+"$flowgate" frames data/opencv/tree.avi --out "$out/sets/tree" --size "$size" --gray --overwrite
+"$flowgate" frames data/opencv/Megamind.avi --out "$out/sets/megamind" --size "$size" --gray --overwrite
 
 step "gate every set at full size"
 mkdir -p "$out/scores"
@@ -56,7 +92,8 @@ done
 "$flowgate" eval --model "$out/gate.fgm" --in-dist "$out/scores/normal.csv" "${ood_flags[@]}" \
     --json "$out/eval.json" --plots "$out/plots"
 
-step "the statistics baseline on the same sets (trained on frames 0..=199 at 320x240)"
-"$flowgate" frames "$video" --out "$out/sets/train" --gray --last 199 --overwrite
-"$flowgate" baseline --train "$out/sets/train" --held-out 20 --in-dist "$out/sets/normal" \
-    "${baseline_flags[@]}" --json "$out/baseline.json"
+step "the statistics baseline on the same sets (trained on frames 0..=$fit_last at $size, every ${test_every}th)"
+"$flowgate" frames "$video" --out "$out/sets/train" --gray --last "$fit_last" --overwrite
+thin "$out/sets/train" "$test_every"
+"$flowgate" baseline --train "$out/sets/train" --held-out $(( (held_out + test_every - 1) / test_every )) \
+    --in-dist "$out/sets/normal" "${baseline_flags[@]}" --json "$out/baseline.json"
