@@ -119,6 +119,37 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
+/// The share of `scores` above `threshold` (a NaN counts as above, as the gate rejects it).
+fn share_above(scores: &[f64], threshold: f64) -> f64 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    let above = scores
+        .iter()
+        .filter(|&&score| !(score <= threshold))
+        .count();
+    above as f64 / scores.len() as f64
+}
+
+/// A warning when the threshold, set on the held-out frames at `rate`, rejects far more of the
+/// training frames (`training_share` of them): the held-out segment (the footage's last tenth)
+/// is then calmer than the rest, and the gate will reject normal activity that it happens not
+/// to show. Training frames score lower than unseen ones when the held-out frames are like
+/// them, so a share several times the target rate says the segment is not.
+fn calibration_warning(training_share: f64, rate: f64) -> Option<String> {
+    (training_share > (5.0 * rate).max(0.05)).then(|| {
+        format!(
+            "{:.0}% of the training frames score above the threshold, which was set on the \
+             held-out frames at {:.1}%: the held-out frames (the footage's last tenth) look \
+             calmer than the rest, so the gate will reject normal activity they do not show. \
+             End the footage (or --frames) with a stretch of usual activity and fit again; the \
+             report's histogram shows the two sets",
+            100.0 * training_share,
+            100.0 * rate
+        )
+    })
+}
+
 impl Report {
     /// "frame 0 .. frame 714 (715 frames)" for the training frames, and the held-out ones.
     pub fn split_lines(&self) -> (String, String) {
@@ -126,6 +157,11 @@ impl Report {
             split::describe(&self.origins, self.split.train_range()),
             split::describe(&self.origins, self.split.held_out_range()),
         )
+    }
+
+    /// [`calibration_warning`] for this gate's training frames.
+    pub fn calibration_warning(&self) -> Option<String> {
+        calibration_warning(share_above(&self.train_scores, self.threshold), self.rate)
     }
 
     /// The few lines fit prints when it is done.
@@ -146,6 +182,9 @@ impl Report {
             mean(&self.held_out_scores),
             mean(&self.train_scores)
         );
+        if let Some(warning) = self.calibration_warning() {
+            let _ = writeln!(text, "warning   {warning}");
+        }
         let _ = writeln!(
             text,
             "model     int8, {} parameters, {} file, {} MACs per frame, memory {} (file {} + \
@@ -250,6 +289,13 @@ impl Report {
             mean(&self.train_scores),
             escape(png_name)
         );
+        if let Some(warning) = self.calibration_warning() {
+            let _ = writeln!(
+                page,
+                "<p><strong>Warning:</strong> {}.</p>",
+                escape(&warning)
+            );
+        }
         if let Some(detail) = &self.detail {
             let _ = writeln!(
                 page,
@@ -337,5 +383,24 @@ mod tests {
         let order: Vec<&str> = found.iter().map(|o| o.origin.as_str()).collect();
         assert_eq!(order, ["c", "b", "d"]);
         assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
+
+    #[test]
+    fn a_threshold_that_rejects_many_training_frames_is_flagged() {
+        let scores = [5.5, 5.6, 5.7, 5.9, 6.4, f64::NAN, 5.4, 5.5];
+        assert_eq!(share_above(&scores, 5.65), 0.5);
+        assert_eq!(share_above(&[], 5.65), 0.0);
+        // The door camera's gate: 29% of the training frames above a threshold set at 1%.
+        let warning = calibration_warning(0.29, 0.01).unwrap();
+        assert!(
+            warning.starts_with("29% of the training frames"),
+            "{warning}"
+        );
+        assert!(warning.contains("at 1.0%"), "{warning}");
+        // vtest.avi-like: a few training frames above it, or a loose target rate.
+        assert_eq!(calibration_warning(0.02, 0.01), None);
+        assert_eq!(calibration_warning(0.04, 0.01), None);
+        assert_eq!(calibration_warning(0.20, 0.05), None);
+        assert!(calibration_warning(0.30, 0.05).is_some());
     }
 }
