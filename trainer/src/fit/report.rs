@@ -126,7 +126,7 @@ fn share_above(scores: &[f64], threshold: f64) -> f64 {
     }
     let above = scores
         .iter()
-        .filter(|&&score| !(score <= threshold))
+        .filter(|&&score| score.is_nan() || score > threshold)
         .count();
     above as f64 / scores.len() as f64
 }
