@@ -29,11 +29,11 @@ cd "$(dirname "$0")/.."
 camera=${1:-door}
 case $camera in
     door)
-        bash scripts/fetch-data.sh dvr-scan
+        bash scripts/fetch-data.sh opencv dvr-scan
         video=data/dvr-scan/simple_movement.mp4
         fit_frames=0..1866 test_first=1866 test_every=4 size=1920x1080 ;;
     classroom)
-        bash scripts/fetch-data.sh
+        bash scripts/fetch-data.sh opencv mecavideo
         video=data/mecavideo/balle1-vp9.avi
         fit_frames=0..200 test_first=200 test_every=1 size=320x240 ;;
     *) echo "second-camera.sh: unknown camera '$camera' (door or classroom)" >&2; exit 2 ;;
