@@ -39,6 +39,8 @@ case $camera in
     *) echo "second-camera.sh: unknown camera '$camera' (door or classroom)" >&2; exit 2 ;;
 esac
 fit_last=$((${fit_frames#*..} - 1))
+# fit's held-out count (fit/split.rs: the last tenth, rounded up; both cameras have enough
+# frames for its floor of 16 not to matter), for the baseline's threshold.
 held_out=$(( (${fit_frames#*..} + 9) / 10 ))
 
 out="${RUNS:-runs}/second-camera-$camera"
@@ -50,11 +52,11 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Keeps every N-th frame of a folder of frame-NNNNNN.png (NNNNNN the frame's index).
 thin() {
-    local dir=$1 every=$2 file index
+    local dir=$1 every=$2 file name
     ((every > 1)) || return 0
     for file in "$dir"/frame-*.png; do
-        index=$((10#$(basename "$file" .png | sed 's/^frame-//')))
-        ((index % every == 0)) || rm -f -- "$file"
+        name=${file##*/frame-}
+        ((10#${name%.png} % every == 0)) || rm -f -- "$file"
     done
 }
 

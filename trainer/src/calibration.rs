@@ -7,6 +7,19 @@ use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::scoring;
 
+/// The share of `scores` above `threshold`: the frames a gate with that threshold rejects (a
+/// NaN counts as above, as the gate rejects it); 0 for no scores.
+pub fn share_above(scores: &[f64], threshold: f64) -> f64 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    let above = scores
+        .iter()
+        .filter(|&&score| score.is_nan() || score > threshold)
+        .count();
+    above as f64 / scores.len() as f64
+}
+
 fn calibration_error(error: calibration::CalibrationError) -> Error {
     Error::Evaluation(error.to_string())
 }
@@ -102,7 +115,7 @@ pub fn calibrate(
         bytes: flowgate_shared::encode(&calibrated)?,
         score,
         threshold,
-        rejected: scores.iter().filter(|&&s| s > threshold).count() as f64 / scores.len() as f64,
+        rejected: share_above(&scores, threshold),
         frames: scores.len(),
     })
 }

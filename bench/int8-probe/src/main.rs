@@ -153,35 +153,27 @@ fn main() {
     let i_w: Vec<i8> = (0..COUT * CIN * TAPS)
         .map(|i| (((i * 13) % 255) as i32 - 127) as i8)
         .collect();
-    let (mut f_out, mut i_out) = (vec![0f32; COUT * OUT], vec![0i32; COUT * OUT]);
     let macs = (COUT * CIN * TAPS * OUT) as f64;
 
+    // Each kernel writes its own output buffer.
     type Kernel<'a> = (&'static str, Box<dyn FnMut() + 'a>);
-    let f_out = &mut f_out;
-    let i_out = std::cell::RefCell::new(&mut i_out);
-    let f_out = std::cell::RefCell::new(f_out);
-    // SAFETY (every kernel): AVX2 and FMA checked above; the kernels assert their bounds.
+    let (f_in, f_w, i_in, i_w) = (&f_in, &f_w, &i_in, &i_w);
+    let f32_kernel = |name, run: unsafe fn(&[f32], &[f32], &mut [f32])| -> Kernel {
+        let mut out = vec![0f32; COUT * OUT];
+        // SAFETY: AVX2 and FMA checked above; the kernels assert their bounds.
+        (name, Box::new(move || unsafe { run(f_in, f_w, &mut out) }))
+    };
+    let i8_kernel = |name, run: unsafe fn(&[u8], &[i8], &mut [i32])| -> Kernel {
+        let mut out = vec![0i32; COUT * OUT];
+        // SAFETY: as above.
+        (name, Box::new(move || unsafe { run(i_in, i_w, &mut out) }))
+    };
     let mut kernels: Vec<Kernel> = vec![
-        (
-            "f32 4x16",
-            Box::new(|| unsafe { conv_f32::<2>(&f_in, &f_w, &mut f_out.borrow_mut()) }),
-        ),
-        (
-            "f32 4x24",
-            Box::new(|| unsafe { conv_f32::<3>(&f_in, &f_w, &mut f_out.borrow_mut()) }),
-        ),
-        (
-            "int8 4x16",
-            Box::new(|| unsafe { conv_i8::<4, 2>(&i_in, &i_w, &mut i_out.borrow_mut()) }),
-        ),
-        (
-            "int8 4x24",
-            Box::new(|| unsafe { conv_i8::<4, 3>(&i_in, &i_w, &mut i_out.borrow_mut()) }),
-        ),
-        (
-            "int8 8x8",
-            Box::new(|| unsafe { conv_i8::<8, 1>(&i_in, &i_w, &mut i_out.borrow_mut()) }),
-        ),
+        f32_kernel("f32 4x16", conv_f32::<2>),
+        f32_kernel("f32 4x24", conv_f32::<3>),
+        i8_kernel("int8 4x16", conv_i8::<4, 2>),
+        i8_kernel("int8 4x24", conv_i8::<4, 3>),
+        i8_kernel("int8 8x8", conv_i8::<8, 1>),
     ];
     let mut times = vec![Vec::new(); kernels.len()];
     let mut peaks = Vec::new();

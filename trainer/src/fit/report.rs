@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::budget::{Board, Cost};
 use super::size::GateSize;
 use super::split::{self, Split};
+use crate::calibration::share_above;
 
 /// Training frames listed as least normal.
 pub const LEAST_NORMAL: usize = 10;
@@ -117,18 +118,6 @@ fn escape(text: &str) -> String {
 
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
-}
-
-/// The share of `scores` above `threshold` (a NaN counts as above, as the gate rejects it).
-fn share_above(scores: &[f64], threshold: f64) -> f64 {
-    if scores.is_empty() {
-        return 0.0;
-    }
-    let above = scores
-        .iter()
-        .filter(|&&score| score.is_nan() || score > threshold)
-        .count();
-    above as f64 / scores.len() as f64
 }
 
 /// A warning when the threshold, set on the held-out frames at `rate`, rejects far more of the
