@@ -11,13 +11,13 @@
 #   `scripts/fetch-data.sh dvr-scan`): a fixed camera on a bedroom door and a lamp, 1920x1080,
 #   59.94 fps, 2488 frames (41.5 s). The door swings, a person opens it, walks through and
 #   passes close to the camera, twice in the training part and once in the test part.
-#     frames 0..=1865     fit (the last tenth, 1680..=1865, held out for early stopping and
-#                         calibration)
+#     frames 0..=1865     fit (a tenth held out for early stopping and calibration, in 16
+#                         blocks spread over them; fit prints which)
 #     frames 1866..=2487  normal test frames (every 4th: 156 frames), and the source of the
 #                         fault sets
 # classroom: balle1-vp9.avi from Debian's python3-mecavideo (a fixed camera in a physics
 #   classroom, 320x240, 295 frames: a 1.6-second event).
-#     frames 0..=199      fit (the last 20 held out)
+#     frames 0..=199      fit (20 held out in 2 blocks)
 #     frames 200..=294    normal test frames, and the source of the fault sets
 #
 # Environment: RUNS (default runs/), MINUTES (fit's --minutes, default 20). Outputs land in
@@ -39,8 +39,9 @@ case $camera in
     *) echo "second-camera.sh: unknown camera '$camera' (door or classroom)" >&2; exit 2 ;;
 esac
 fit_last=$((${fit_frames#*..} - 1))
-# fit's held-out count (fit/split.rs: the last tenth, rounded up; both cameras have enough
-# frames for its floor of 16 not to matter), for the baseline's threshold.
+# fit's held-out count (fit/split.rs: a tenth, rounded up; both cameras have enough frames
+# for its floor of 16 not to matter), for the baseline's threshold: `flowgate baseline` holds
+# out as many of its (thinned) training frames in fit's blocks.
 held_out=$(( (${fit_frames#*..} + 9) / 10 ))
 
 out="${RUNS:-runs}/second-camera-$camera"

@@ -78,9 +78,11 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
     assert_eq!((report.size.width, report.size.height), (32, 24), "4:3");
     assert_eq!(
         (report.split.train, report.split.held_out),
-        (32, 16),
-        "48 frames: the last 16 held out"
+        (20, 16),
+        "48 frames: 16 held out in two blocks, 4 dropped beside each"
     );
+    assert_eq!(report.split.layout.held_out, vec![16..24, 40..48]);
+    assert_eq!(report.split.layout.train, vec![0..12, 28..36]);
 
     // The gate loads in the runtime, with a threshold, and judges the held-out frames as
     // calibration judged them.
@@ -108,11 +110,16 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
     assert_eq!((input.width, input.height, input.channels), (32, 24, 1));
     let mut scratch = vec![0f32; gate.scratch_len()];
     let mut rejected = 0;
-    // The held-out frames are the footage's last 16 files: score them as the camera delivers
-    // them, at 768x576 in colour.
-    let held_out: Vec<PathBuf> = (32..48)
+    // The held-out frames are files 16..24 and 40..48 of the footage: score them as the
+    // camera delivers them, at 768x576 in colour.
+    let held_out: Vec<PathBuf> = report
+        .split
+        .layout
+        .held_out_positions()
+        .iter()
         .map(|i| footage.join(format!("frame-{i:06}.png")))
         .collect();
+    assert_eq!(held_out.len(), report.held_out_scores.len());
     for (file, expected) in held_out.iter().zip(&report.held_out_scores) {
         let decoded = flowgate_edge::io::image::read_image(file, 1).expect("reads the frame");
         let frame = decoded.frame().expect("a frame");
@@ -175,9 +182,10 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
 }
 
 #[test]
-fn a_video_is_read_through_ffmpeg_and_split_at_its_end() {
+fn a_video_is_read_through_ffmpeg_and_split_in_blocks() {
     let dir = scratch("video");
-    // A 40-frame clip of which fit takes frames 8..40: the last 16 are held out.
+    // A 40-frame clip of which fit takes frames 8..40: 16 are held out in two blocks, each
+    // ending one half; too few frames for a guard.
     let clip = dir.join("clip.avi");
     let status = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
@@ -195,8 +203,8 @@ fn a_video_is_read_through_ffmpeg_and_split_at_its_end() {
     let report = fit::fit(&options).expect("fit succeeds on a video");
     assert_eq!((report.split.train, report.split.held_out), (16, 16));
     let (train, held_out) = report.split_lines();
-    assert_eq!(train, "frame 8 .. frame 23 (16 frames)");
-    assert_eq!(held_out, "frame 24 .. frame 39 (16 frames)");
+    assert_eq!(train, "frame 8 .. frame 15, frame 24 .. frame 31 (16 frames)");
+    assert_eq!(held_out, "frame 16 .. frame 23, frame 32 .. frame 39 (16 frames)");
     assert!(dir.join("work/frames/frame-000039.png").is_file());
     assert!(!dir.join("work/frames/frame-000007.png").exists());
     assert_eq!(

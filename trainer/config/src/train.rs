@@ -31,6 +31,16 @@ pub struct DataConfig {
     /// does not accept.
     #[serde(default = "default_validation")]
     pub validation: usize,
+    /// The held-out images in this many blocks spread over the dataset instead of at its end:
+    /// block k ends the k-th of as many equal segments, so the last block still ends the
+    /// dataset and 1 (the default) holds out the last images. For a camera's frames, whose
+    /// last stretch may miss what happens elsewhere in the footage.
+    #[serde(default = "default_validation_blocks")]
+    pub validation_blocks: usize,
+    /// Images dropped (neither trained on nor held out) on each side of each held-out block,
+    /// so that no held-out frame has a neighbour, a near copy, in training [default: 0].
+    #[serde(default)]
+    pub validation_guard: usize,
     /// Train on perturbed images: each level replaced by a random one with this probability
     /// (a background model for likelihood-ratio scores; Ren et al. 2019 use 0.1 to 0.3).
     #[serde(default)]
@@ -42,6 +52,10 @@ pub struct DataConfig {
 
 fn default_validation() -> usize {
     5000
+}
+
+fn default_validation_blocks() -> usize {
+    1
 }
 
 /// Where training images come from.
@@ -182,6 +196,11 @@ impl TrainConfig {
                 "train.validate_every needs held-out images to stop on, but data.validation is \
                  0: hold some out or drop validate_every"
                     .into(),
+            );
+        }
+        if data.validation_blocks == 0 {
+            return Some(
+                "data.validation_blocks must be positive (1 holds out the last images)".into(),
             );
         }
         if let Some(rate) = data.mutation_rate

@@ -85,16 +85,16 @@ pub fn detail(args: DetailArgs) -> Result<()> {
     })?;
     atomic_write::write_bytes(&args.out, &bytes)?;
     let (frame, patches) = report.standardise;
-    let held = report.held_out.len();
+    let held = report.split.held_out;
+    let frame_names = |position: usize| Some((report.frames.start + position).to_string());
     println!(
-        "detail branch: {}x{} frames, {}x{} grid, patch model trained on {} patches of frames {}..{} ({} steps{})",
+        "detail branch: {}x{} frames, {}x{} grid, patch model trained on {} patches of frames {} ({} steps{})",
         report.frame_size.0,
         report.frame_size.1,
         options.grid.0,
         options.grid.1,
         report.train_patches,
-        report.frames.start,
-        report.held_out.start,
+        crate::fit::split::describe_by(frame_names, &report.split.layout.train),
         report.training.steps_run,
         report
             .training
@@ -108,9 +108,9 @@ pub fn detail(args: DetailArgs) -> Result<()> {
         report.macs.0, report.macs.1
     );
     println!(
-        "standardised on held-out frames {}..{}: frame score {:.4} +- {:.4}, patch bits/dim {:.4} +- {:.4}",
-        report.held_out.start,
-        report.held_out.end,
+        "standardised on held-out frames {} ({}): frame score {:.4} +- {:.4}, patch bits/dim {:.4} +- {:.4}",
+        crate::fit::split::describe_by(frame_names, &report.split.layout.held_out),
+        report.split.held_out_how(),
         frame.center,
         frame.spread,
         patches.center,
@@ -133,13 +133,22 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
     use crate::eval::{OodReport, ScoreSet};
     let frames = read_folder(&args.train)?;
     anyhow::ensure!(
-        args.held_out > 0 && args.held_out + 2 <= frames.len(),
-        "--held-out {}: keep at least two of the {} training frames to fit on",
+        args.held_out > 0 && args.held_out <= frames.len() / 2,
+        "--held-out {}: hold out at least one and at most half of the {} training frames",
         args.held_out,
         frames.len()
     );
-    let (fit, held_out) = frames.split_at(frames.len() - args.held_out);
-    let baseline = Baseline::fit(fit)?;
+    // The frames fit would hold out of as many: the gate and the baseline are calibrated alike.
+    let split = crate::fit::Split::with_held_out(frames.len(), args.held_out);
+    let (mut fit_frames, mut held_out) = (Vec::new(), Vec::new());
+    for (position, frame) in frames.into_iter().enumerate() {
+        if split.layout.is_held_out(position) {
+            held_out.push(frame);
+        } else if split.layout.is_train(position) {
+            fit_frames.push(frame);
+        }
+    }
+    let baseline = Baseline::fit(&fit_frames)?;
     let held_scores: Vec<f64> = held_out.iter().map(|f| baseline.score(f)).collect();
     let cut = threshold(&held_scores, args.rate)?;
     let name = |path: &std::path::Path| {
@@ -164,9 +173,9 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
     let report = OodReport::with_threshold(ScoreSet::new(&in_name, &in_scores), &sets, Some(cut))?;
     eprintln!(
         "OOD score: the largest |z| of the baseline's six statistics; threshold {cut:.3} at {:.1}% \
-         false rejects on the last {} training frames (the \"mean bpd\" column holds the mean score)",
+         false rejects on {} of the training frames (the \"mean bpd\" column holds the mean score)",
         100.0 * args.rate,
-        args.held_out
+        split.held_out_how()
     );
     print!("{report}");
     if let Some(path) = &args.json {

@@ -4,6 +4,7 @@
 //! from it and [`summary`] describes everything in it.
 
 mod dataset;
+mod held_out;
 mod image_set;
 pub mod inputs;
 mod summary;
@@ -21,8 +22,9 @@ pub use flowgate_edge::io::idx::{
     IMAGES_MAGIC, IdxError, IdxImages, LABELS_MAGIC, parse_images, parse_labels, read_images,
     read_labels,
 };
+pub use held_out::HeldOutLayout;
 pub use image_set::ImageSet;
 pub use summary::{
     DataSummary, FileEntry, OPENCV_DIR, SplitStats, SplitSummary, format_bytes, summary,
 };
-pub use training_split::{load_idx_split, training_data};
+pub use training_split::{layout_of, load_idx_split, training_data};

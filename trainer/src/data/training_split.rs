@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{DatasetName, ImageSet, Split, inputs};
+use super::{DatasetName, HeldOutLayout, ImageSet, Split, inputs};
 use crate::config::{DatasetSource, TrainConfig};
 use crate::error::{Error, Result};
 
@@ -16,9 +16,10 @@ pub fn load_idx_split(data_dir: &Path, dataset: DatasetName, split: Split) -> Re
     })
 }
 
-/// Training and held-out images of a config: the held-out ones are the last
-/// `data.validation` images (of the train split, or of the folder in file-name order), at
-/// most half of them; `data.limit` keeps the first training images.
+/// Training and held-out images of a config: `data.validation` images (of the train split,
+/// or of the folder in file-name order), at most half of them, held out where
+/// [`HeldOutLayout`] puts them (by default the last ones); `data.limit` keeps the first
+/// training images.
 pub fn training_data(config: &TrainConfig, data_dir: &Path) -> Result<(ImageSet, ImageSet)> {
     let shape = config.model.input_shape();
     let all = match &config.data.dataset {
@@ -32,12 +33,23 @@ pub fn training_data(config: &TrainConfig, data_dir: &Path) -> Result<(ImageSet,
         DatasetSource::FashionMnist => idx_train_split(data_dir, DatasetName::FashionMnist, shape)?,
         DatasetSource::Mnist => idx_train_split(data_dir, DatasetName::Mnist, shape)?,
     };
-    let validation = config.data.validation.min(all.count / 2);
-    let held_out = all.slice(all.count - validation..all.count);
-    let train_end = config.data.limit.map_or(all.count - validation, |limit| {
-        limit.min(all.count - validation)
-    });
-    Ok((all.slice(0..train_end), held_out))
+    let layout = layout_of(config, all.count);
+    let mut train = layout.train_positions();
+    if let Some(limit) = config.data.limit {
+        train.truncate(limit);
+    }
+    Ok((all.subset(&train), all.subset(&layout.held_out_positions())))
+}
+
+/// Where a config holds out images of a dataset of `count`.
+pub fn layout_of(config: &TrainConfig, count: usize) -> HeldOutLayout {
+    let data = &config.data;
+    HeldOutLayout::new(
+        count,
+        data.validation,
+        data.validation_blocks,
+        data.validation_guard,
+    )
 }
 
 fn idx_train_split(data_dir: &Path, dataset: DatasetName, shape: [usize; 3]) -> Result<ImageSet> {

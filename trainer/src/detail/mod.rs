@@ -11,8 +11,8 @@
 //!    would be 1), and the combined score's quantile at `1 - rate` becomes the
 //!    gate's threshold, as `flowgate calibrate` sets one.
 //!
-//! The held-out frames are the last ones, as `flowgate fit` holds them out ([`Split`]), or
-//! the last `--held-out` of `--frames`.
+//! The held-out frames are those `flowgate fit` holds out ([`Split`]): blocks spread over
+//! the frames with a guard on each side, `--held-out` of them if given.
 
 pub mod native;
 pub mod patches;
@@ -27,7 +27,7 @@ use flowgate_shared::{Bytes, Detail, Model, Resize, ScoreKind, Standardise};
 use crate::config::TrainConfig;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::fit::{Input, Split};
+use crate::fit::{Input, Split, split};
 use crate::training::{self, Compute, RunOptions, TrainReport};
 
 /// The patch model's recipe, as committed in configs/.
@@ -46,7 +46,8 @@ pub struct DetailOptions {
     pub work: PathBuf,
     /// Only these frames of the input (positions), by default all.
     pub frames: Option<Range<usize>>,
-    /// Hold out the last this many of them [default: as `flowgate fit` does].
+    /// Hold out this many of them (at most half), in `flowgate fit`'s blocks [default: as
+    /// many as `flowgate fit` holds out].
     pub held_out: Option<usize>,
     /// The target false-reject rate [default: the gate's, else 0.01].
     pub rate: Option<f64>,
@@ -72,10 +73,10 @@ pub struct DetailOptions {
 pub struct DetailReport {
     /// The camera's frame size.
     pub frame_size: (u32, u32),
-    /// The frames used, and which of them were held out.
+    /// The frames used.
     pub frames: Range<usize>,
-    /// The held-out frames' positions.
-    pub held_out: Range<usize>,
+    /// Which of them trained and which were held out (positions from `frames.start`).
+    pub split: Split,
     /// Training patches.
     pub train_patches: usize,
     /// The patch model's training.
@@ -94,7 +95,7 @@ impl DetailReport {
     /// One line for fit's report: the branch, its cost, and what the combined decision
     /// rejects of the held-out frames.
     pub fn line(&self, options: &DetailOptions) -> String {
-        let held = self.held_out.len();
+        let held = self.split.held_out;
         format!(
             "{}x{} grid of patches of the {}x{} frames ({} MACs per patch, {} per frame in all); \
              combined threshold {:.4} rejects {}/{held} held-out frames (thumbnail alone {}/{held}, \
@@ -148,30 +149,32 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
         Some(range) => range.clone(),
         None => 0..total,
     };
-    let held_out_count = match options.held_out {
-        Some(count) if count == 0 || count >= frames.len() => {
+    let split = match options.held_out {
+        Some(count) if count == 0 || count > frames.len() / 2 => {
             return Err(Error::Detail(format!(
-                "--held-out {count}: hold out at least one of the {} frames and train on the rest",
+                "--held-out {count}: hold out at least one and at most half of the {} frames",
                 frames.len()
             )));
         }
-        Some(count) => count,
-        None => {
-            Split::of(frames.len(), input.path())
-                .map_err(|e| Error::Detail(e.to_string()))?
-                .held_out
-        }
+        Some(count) => Split::with_held_out(frames.len(), count),
+        None => Split::of(frames.len(), input.path()).map_err(|e| Error::Detail(e.to_string()))?,
     };
-    let train_count = frames.len() - held_out_count;
-    let held_out = frames.start + train_count..frames.end;
-    let images = |frames: &[Vec<u8>]| ImageSet {
-        count: frames.len() * PATCHES_PER_FRAME,
-        pixels: frames.concat(),
+    let images = |positions: Vec<usize>| ImageSet {
+        count: positions.len() * PATCHES_PER_FRAME,
+        pixels: positions
+            .iter()
+            .filter_map(|&i| per_frame.get(i))
+            .flatten()
+            .copied()
+            .collect(),
         shape: [1, side as usize, side as usize],
     };
-    let (train_frames, held_out_frames) = per_frame.split_at(train_count);
-    let (train_set, held_out_set) = (images(train_frames), images(held_out_frames));
+    let train_set = images(split.layout.train_positions());
+    let held_out_set = images(split.layout.held_out_positions());
     drop(per_frame);
+    let frame_names = |position: usize| Some(format!("{}", frames.start + position));
+    let trained_on = split::describe_by(frame_names, &split.layout.train);
+    let held_out_on = split::describe_by(frame_names, &split.layout.held_out);
 
     // 2. The patch model.
     std::fs::create_dir_all(&options.work).map_err(Error::io(&options.work))?;
@@ -182,12 +185,10 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
         progress: options.progress,
         compute: options.compute,
         provenance: format!(
-            "flowgate detail --input {} (frames {}..{}, patches of {}..{})",
+            "flowgate detail --input {} (frames {}..{}, patches of frames {trained_on})",
             options.input.display(),
             frames.start,
             frames.end,
-            frames.start,
-            held_out.start
         ),
         deadline: options.deadline,
         pretrain_deadline: None,
@@ -219,8 +220,13 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
         ..gate.clone()
     })?;
     let probe_gate = Gate::with_limits(&probe, Limits::UNLIMITED)?;
+    let is_held_out = |index: usize| {
+        index
+            .checked_sub(frames.start)
+            .is_some_and(|position| index < frames.end && split.layout.is_held_out(position))
+    };
     let (frame_scores, detail_scores) =
-        held_out_scores(&input, frame_size, &held_out, &probe_gate, options.progress)?;
+        held_out_scores(&input, frame_size, is_held_out, &probe_gate, options.progress)?;
     // The gate stores its rate as f32: rounded back to the decimal it was given as.
     let rate = options.rate.unwrap_or_else(|| {
         gate.threshold.as_ref().map_or(0.01, |t| {
@@ -252,17 +258,13 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
         rejected(&combined, threshold),
     );
     let provenance = format!(
-        "{}; flowgate detail: {}x{} grid of {side}x{side} patches at {}x{}, trained on frames {}..{} of {}, calibrated on {}..{} at rate {rate}",
+        "{}; flowgate detail: {}x{} grid of {side}x{side} patches at {}x{}, trained on frames {trained_on} of {}, calibrated on frames {held_out_on} at rate {rate}",
         gate.provenance,
         options.grid.0,
         options.grid.1,
         frame_size.0,
         frame_size.1,
-        frames.start,
-        held_out.start,
         options.input.display(),
-        held_out.start,
-        held_out.end,
     );
     let threshold_value = record.ood_score;
     let with_detail = Model {
@@ -276,7 +278,7 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
     let report = DetailReport {
         frame_size,
         frames,
-        held_out,
+        split,
         train_patches: train_set.count,
         training,
         macs: (
@@ -327,7 +329,7 @@ fn patches_by_frame(
 fn held_out_scores(
     input: &Input,
     frame_size: (u32, u32),
-    held_out: &Range<usize>,
+    is_held_out: impl Fn(usize) -> bool,
     probe: &Gate<'_>,
     progress: bool,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -335,7 +337,7 @@ fn held_out_scores(
     let score_kind = probe.model().score;
     let (mut frame_scores, mut detail_scores) = (Vec::new(), Vec::new());
     native::for_each_frame(input, frame_size, progress, |index, frame| {
-        if held_out.contains(&index) {
+        if is_held_out(index) {
             let verdict = probe.score(frame, &mut scratch)?;
             frame_scores.push(score_kind.ood_score(verdict.bits_per_dim));
             detail_scores.push(verdict.detail_bits_per_dim.unwrap_or(f64::NAN));

@@ -2,7 +2,7 @@
 //!
 //! The steps are `scripts/run.sh`'s, with every choice that depended on vtest.avi made from
 //! the input: the frames ([`source`]) at a size that follows the camera's aspect ratio
-//! ([`size`]), the held-out final segment ([`split`]), the two trainings from the built-in
+//! ([`size`]), the held-out blocks spread over the footage ([`split`]), the two trainings from the built-in
 //! recipes ([`recipe`]), int8 quantisation, calibration on the held-out frames, the board's
 //! budget ([`budget`]), and the report ([`report`], [`plot`]). Everything but the gate and
 //! its report lives in a work folder, so that running the same command again continues where
@@ -16,7 +16,7 @@ mod recipe;
 mod report;
 mod size;
 mod source;
-mod split;
+pub mod split;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,7 +28,7 @@ pub use recipe::Recipes;
 pub use report::{LEAST_NORMAL, Outlier, Report, report_paths};
 pub use size::{EXTRACTION_SCALE, GATE_WIDTH, GateSize};
 pub use source::{FRAMES_DIR, Input, MANIFEST, Manifest};
-pub use split::{HELD_OUT_SHARE, MIN_HELD_OUT, Split};
+pub use split::{HELD_OUT_SHARE, MAX_BLOCKS, MIN_BLOCK, MIN_HELD_OUT, Split};
 
 use crate::atomic_write;
 use crate::calibration::{self, CalibratedScore};
@@ -148,7 +148,8 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
         let planned = recipes.for_camera(
             (size.width, size.height),
             Path::new("."),
-            MIN_HELD_OUT,
+            // The split does not change the model's cost; any will do before the frames are read.
+            &Split::with_held_out(Split::MIN_FRAMES, MIN_HELD_OUT),
             options.steps,
         )?;
         let detail_recipe = crate::detail::recipe(None, options.steps)?;
@@ -181,20 +182,21 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let configs = recipes.for_camera(
         (size.width, size.height),
         &frames_dir,
-        split.held_out,
+        &split,
         options.steps,
     )?;
     let origins = &frames.manifest.origins;
     step(&format!(
-        "{} frames{}: training on {}; held out for early stopping and calibration: {}",
+        "{} frames{}: training on {}; held out for early stopping and calibration: {} ({})",
         split.frames,
         if frames.reused {
             " (reused from the work folder)"
         } else {
             ""
         },
-        split::describe(origins, split.train_range()),
-        split::describe(origins, split.held_out_range())
+        split::describe(origins, &split.layout.train),
+        split::describe(origins, &split.layout.held_out),
+        split.held_out_how()
     ));
 
     let deadlines = options.minutes.map(|minutes| {
@@ -314,7 +316,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let how = format!(
         "flowgate calibrate --score bpd --rate {} (flowgate fit, held-out {})",
         options.rate,
-        split::describe(origins, split.held_out_range())
+        split::describe(origins, &split.layout.held_out)
     );
     let calibrated = calibration::calibrate(
         &int8,
@@ -329,7 +331,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             options,
             &work,
             &calibrated.bytes,
-            split,
+            &split,
             (frames.reused, deadline),
         )?;
         (bytes, Some(line))
@@ -346,10 +348,17 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             .map_err(crate::Error::from)?;
     let train_scores = crate::scoring::gate_scores(&gate, &train_set)?.bits_per_dim;
     let held_out_scores = crate::scoring::gate_scores(&gate, &held_out)?.bits_per_dim;
+    let train_positions = split.layout.train_positions();
+    let gather = |all: &[String]| -> Vec<String> {
+        train_positions
+            .iter()
+            .map(|&i| all.get(i).cloned().unwrap_or_default())
+            .collect()
+    };
     let least_normal = report::least_normal(
         &train_scores,
-        &origins[split.train_range()],
-        &frames.manifest.frames[split.train_range()],
+        &gather(origins),
+        &gather(&frames.manifest.frames),
         LEAST_NORMAL,
     );
     let report = Report {
@@ -404,7 +413,7 @@ fn with_detail(
     options: &FitOptions,
     work: &Path,
     calibrated: &[u8],
-    split: Split,
+    split: &Split,
     (frames_reused, deadline): (bool, Option<Instant>),
 ) -> FitResult<(Vec<u8>, String)> {
     step("detail branch: a patch model on the frames at the camera's own size");

@@ -2,12 +2,13 @@
 //! embeddings (configs/camera-embedding.toml), and the gate distilled from it
 //! (configs/camera-realnvp.toml, LAMBDA 1). The configs are built in, so fit needs no file;
 //! `--teacher-config` / `--student-config` replace them. Either way fit owns the fields that
-//! depend on the camera: the dataset (the work folder's frames), the held-out count and the
+//! depend on the camera: the dataset (the work folder's frames), the held-out frames and the
 //! input size.
 
 use std::path::Path;
 
 use super::error::{FitError, FitResult};
+use super::split::Split;
 use crate::config::{DatasetSource, TrainConfig};
 use crate::flows::Architecture;
 
@@ -35,13 +36,13 @@ impl Recipes {
     }
 
     /// Both recipes with the camera's fields set: input `width` x `height` gray, the frames
-    /// of `frames_dir` as the dataset with the last `held_out` held out, and `steps` (when
+    /// of `frames_dir` as the dataset with `split`'s frames held out, and `steps` (when
     /// given) as both trainings' step count and as the cap of the extractor's pretraining.
     pub fn for_camera(
         &self,
         (width, height): (usize, usize),
         frames_dir: &Path,
-        held_out: usize,
+        split: &Split,
         steps: Option<usize>,
     ) -> FitResult<Self> {
         let fill = |recipe: &TrainConfig| -> FitResult<TrainConfig> {
@@ -50,8 +51,10 @@ impl Recipes {
             config.model.width = width;
             config.model.height = height;
             config.data.dataset = DatasetSource::Folder(frames_dir.to_path_buf());
-            config.data.validation = held_out;
-            // Every frame trains: the split is the held-out count alone.
+            config.data.validation = split.held_out;
+            config.data.validation_blocks = split.blocks();
+            config.data.validation_guard = split.guard();
+            // Every frame but the held-out ones and their guards trains.
             config.data.limit = None;
             if let Some(steps) = steps {
                 config.train.steps = steps;
@@ -98,12 +101,14 @@ mod tests {
         let recipes = Recipes::load(None, None).unwrap();
         assert_eq!(recipes.teacher.name, "camera-embedding");
         assert_eq!(recipes.student.name, "camera-realnvp");
+        let split = Split::of(200, Path::new("in")).unwrap();
         let filled = recipes
-            .for_camera((32, 18), Path::new("/tmp/frames"), 20, Some(7))
+            .for_camera((32, 18), Path::new("/tmp/frames"), &split, Some(7))
             .unwrap();
         for config in [&filled.teacher, &filled.student] {
             assert_eq!((config.model.width, config.model.height), (32, 18));
-            assert_eq!(config.data.validation, 20);
+            // The trainings read the split fit reports.
+            assert_eq!(crate::data::layout_of(config, 200), split.layout);
             assert_eq!(config.train.steps, 7);
         }
         let Architecture::Embedding { extractor, .. } = &filled.teacher.model.architecture else {

@@ -121,18 +121,18 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 /// A warning when the threshold, set on the held-out frames at `rate`, rejects far more of the
-/// training frames (`training_share` of them): the held-out segment (the footage's last tenth)
-/// is then calmer than the rest, and the gate will reject normal activity that it happens not
-/// to show. Training frames score lower than unseen ones when the held-out frames are like
-/// them, so a share several times the target rate says the segment is not.
+/// training frames (`training_share` of them): the held-out blocks then missed activity that
+/// the training frames show, and the gate will reject it. Training frames score lower than
+/// unseen ones when the held-out frames are like them, so a share several times the target
+/// rate says they are not.
 fn calibration_warning(training_share: f64, rate: f64) -> Option<String> {
     (training_share > (5.0 * rate).max(0.05)).then(|| {
         format!(
             "{:.0}% of the training frames score above the threshold, which was set on the \
-             held-out frames at {:.1}%: the held-out frames (the footage's last tenth) look \
-             calmer than the rest, so the gate will reject normal activity they do not show. \
-             End the footage (or --frames) with a stretch of usual activity and fit again; the \
-             report's histogram shows the two sets",
+             held-out frames at {:.1}%: the held-out blocks look calmer than the rest of the \
+             footage, so the gate will reject normal activity they do not show. Fit on longer \
+             footage in which that activity recurs, or raise --rate; the report's histogram \
+             shows the two sets",
             100.0 * training_share,
             100.0 * rate
         )
@@ -140,11 +140,12 @@ fn calibration_warning(training_share: f64, rate: f64) -> Option<String> {
 }
 
 impl Report {
-    /// "frame 0 .. frame 714 (715 frames)" for the training frames, and the held-out ones.
+    /// "frame 0 .. frame 60, frame 74 .. frame 136, ... (488 frames)" for the training
+    /// frames, and the held-out ones.
     pub fn split_lines(&self) -> (String, String) {
         (
-            split::describe(&self.origins, self.split.train_range()),
-            split::describe(&self.origins, self.split.held_out_range()),
+            split::describe(&self.origins, &self.split.layout.train),
+            split::describe(&self.origins, &self.split.layout.held_out),
         )
     }
 
@@ -161,6 +162,7 @@ impl Report {
         let _ = writeln!(text, "input     {} -> {}", self.input.display(), self.size);
         let _ = writeln!(text, "train     {train}");
         let _ = writeln!(text, "held out  {held_out}: early stopping and calibration");
+        let _ = writeln!(text, "          {}", self.split.held_out_how());
         let _ = writeln!(
             text,
             "threshold {:.4} bits/dim (target {:.1}% false rejects): rejects {:.1}% of the held-out \
@@ -239,6 +241,7 @@ impl Report {
             ("gate input", self.size.to_string()),
             ("training frames", train),
             ("held-out frames (early stopping, calibration)", held_out),
+            ("how they are held out", self.split.held_out_how()),
             (
                 "frames",
                 format!(
