@@ -9,7 +9,8 @@
 #  4. fit the gate with `flowgate fit` on frames 0..=599 of vtest.avi, as a user fits their
 #     camera: the teacher (a flow on embeddings, configs/camera-embedding.toml), the gate
 #     distilled from it (configs/$CAMERA_CONFIG.toml on 32x24 thumbnails), int8, calibrated at
-#     1% false rejects on frames 540..=599 (the last tenth, held out) -> $RUNS/camera/camera-vtest.fgm;
+#     1% false rejects on the 60 held-out frames (7 blocks spread over 0..=599; fit prints
+#     which) -> $RUNS/camera/camera-vtest.fgm;
 #     `--minutes 0` lets every recipe run all its steps. Then the same fit again with the
 #     native-resolution detail branch: it continues the finished trainings (none runs again)
 #     and adds the branch -> $RUNS/camera/camera-vtest-detail.fgm (evaluated at 768x576 by
@@ -59,7 +60,7 @@ for kind in "${kinds[@]}"; do
   "$flowgate" corrupt --input "$frames/vtest-test" --out "$frames/ood/$kind" --kind "$kind"
 done
 
-step "the gate: flowgate fit on frames 0..=599 of vtest.avi (540..=599 held out)"
+step "the gate: flowgate fit on frames 0..=599 of vtest.avi (60 held out in blocks)"
 "$flowgate" fit "${fit_flags[@]}" --no-detail --out "$out/camera-vtest.fgm"
 "$edge" inspect "$out/camera-vtest.fgm"
 step "the same gate with the native-resolution detail branch (the trainings continue: none runs again)"

@@ -51,10 +51,10 @@ impl<'a> ScoreSet<'a> {
         self.bits_per_dim.unwrap_or(self.scores)
     }
 
-    /// Share of the set scoring above `threshold` (rejected by the gate).
+    /// Share of the set scoring above `threshold` (rejected by the gate, which rejects a NaN
+    /// too; the metrics refuse a set with one).
     fn share_above(&self, threshold: f64) -> f64 {
-        let above = self.scores.iter().filter(|&&s| s > threshold).count();
-        above as f64 / self.scores.len().max(1) as f64
+        crate::calibration::share_above(self.scores, threshold)
     }
 }
 

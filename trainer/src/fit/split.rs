@@ -97,7 +97,8 @@ impl Split {
 }
 
 /// The frames of `ranges` (positions into `names`) as "first .. last, first .. last (N
-/// frames)" for a reader; long lists keep their first and last three stretches.
+/// frames)" for a reader; lists of more than seven keep their first and last three
+/// stretches.
 pub fn describe(names: &[String], ranges: &[std::ops::Range<usize>]) -> String {
     describe_by(|position| names.get(position).cloned(), ranges)
 }
@@ -120,7 +121,7 @@ pub fn describe_by(
         return "none".to_owned();
     }
     let mut parts: Vec<String> = Vec::new();
-    if ranges.len() > 6 {
+    if ranges.len() > 7 {
         parts.extend(ranges[..3].iter().map(stretch));
         parts.push(format!("... {} more ...", ranges.len() - 6));
         parts.extend(ranges[ranges.len() - 3..].iter().map(stretch));
