@@ -4,7 +4,9 @@ onnx2torch), batch 1, one thread.
 
     inference.py ENGINE MODEL.onnx LEVELS.f32 SECONDS      # ENGINE: onnxruntime or pytorch
 
-Prints one JSON line like the Rust harness (examples/latency.rs in edge-runtime/onnx).
+Prints one JSON line like the Rust harness (examples/latency.rs in edge-runtime/onnx). A
+gate with a native-resolution detail branch takes whole frames (input `frame`) and is checked
+on its combined `ood_score` (the graph's fourth output), as the harness does.
 """
 import json
 import os
@@ -37,8 +39,12 @@ def main():
     import onnx
 
     graph = onnx.load(model)
-    dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim[1:]]
+    graph_input = graph.graph.input[0]
+    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim[1:]]
     frames = np.fromfile(levels, dtype="<f4").reshape(-1, 1, *dims)
+    outputs = [o.name for o in graph.graph.output]
+    checked = "ood_score" if "ood_score" in outputs else "bits_per_dim"
+    column = outputs.index(checked)
     if engine == "onnxruntime":
         import onnxruntime as ort
 
@@ -50,7 +56,7 @@ def main():
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
         def score(frame):
-            return float(session.run(["bits_per_dim"], {"levels": frame})[0][0])
+            return float(session.run([checked], {graph_input.name: frame})[0][0])
     elif engine == "pytorch":
         import torch
         from onnx2torch import convert
@@ -60,7 +66,7 @@ def main():
 
         def score(frame):
             with torch.inference_mode():
-                return float(module(torch.from_numpy(frame))[1][0])
+                return float(module(torch.from_numpy(frame))[column][0])
     else:
         raise SystemExit(f"unknown engine {engine}: onnxruntime or pytorch")
     bpd = [score(frames[i]) for i in range(min(8, len(frames)))]
@@ -68,7 +74,7 @@ def main():
     at = lambda q: times[int((len(times) - 1) * q)]  # noqa: E731
     print(json.dumps({
         "engine": engine, "median_us": round(at(0.5), 2), "q1_us": round(at(0.25), 2),
-        "q3_us": round(at(0.75), 2), "frames": len(times), "bits_per_dim": bpd,
+        "q3_us": round(at(0.75), 2), "frames": len(times), checked: bpd,
     }))
 
 

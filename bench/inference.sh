@@ -9,14 +9,18 @@
 # the table gives each contender's median over the rounds of its per-process medians, the
 # ratio to flowgate's, and the share of one core's measured multiply-accumulate peak
 # (`latency peak`: twelve independent FMA chains). Every contender must compute the same
-# bits/dim (checked to 1e-3 relative on the first frames). Not part of CI: it needs
+# bits/dim (checked to 1e-3 relative on the first frames). A gate with a native-resolution
+# detail branch (camera-vtest-detail) scores whole 768x576 gray frames of vtest.avi (frames
+# 600..663, extracted with `flowgate frames`): flowgate gets the bytes as a camera hands them
+# over, the ONNX engines the same frame as float32 levels; every engine makes the thumbnail and
+# the patches itself, and must compute the same combined ood_score. Not part of CI: it needs
 # bench/.venv (onnxruntime, torch, onnx2torch; see bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=5
 seconds=2
-models="camera-vtest fmnist-realnvp.f32 fmnist-realnvp.int8 fmnist-cycle-mask-l16.f32 fmnist-cycle-mask-l16.int8 fmnist-embedding.f32 fmnist-embedding.int8"
+models="camera-vtest camera-vtest-detail fmnist-realnvp.f32 fmnist-realnvp.int8 fmnist-cycle-mask-l16.f32 fmnist-cycle-mask-l16.int8 fmnist-embedding.f32 fmnist-embedding.int8"
 build=true
 while (($#)); do
     case $1 in
@@ -48,7 +52,14 @@ latency=$target/bench-tract/examples/latency
 for model in $models; do
     [[ -f models/$model.fgm ]] || { echo "inference.sh: no models/$model.fgm (--models takes names from models/)" >&2; exit 2; }
     "$target/release/flowgate" onnx --model "models/$model.fgm" --out "$work/$model.onnx" 2>/dev/null
-    "$latency" levels "models/$model.fgm" "$work/$model.levels" 64
+    if [[ $model == *-detail ]]; then
+        [[ -f $work/vtest-native/frame-000663.png ]] ||
+            "$target/release/flowgate" frames data/opencv/vtest.avi --out "$work/vtest-native" \
+                --gray --first 600 --last 663 --overwrite >/dev/null
+        "$latency" frames "models/$model.fgm" "$work/vtest-native" "$work/$model.levels" 64
+    else
+        "$latency" levels "models/$model.fgm" "$work/$model.levels" 64
+    fi
 done
 
 results=$work/results.jsonl
@@ -88,7 +99,7 @@ for model in models:
         times = [r["result"]["median_us"] for r in rows if r["model"] == model and r["result"]["engine"] == e]
         if times:
             med[e] = statistics.median(times)
-            bpd[e] = [r["result"]["bits_per_dim"] for r in rows if r["model"] == model and r["result"]["engine"] == e][0]
+            bpd[e] = [r["result"].get("ood_score", r["result"].get("bits_per_dim")) for r in rows if r["model"] == model and r["result"]["engine"] == e][0]
     base = med.get("flowgate")
     ref = bpd.get("flowgate")
     cells = []

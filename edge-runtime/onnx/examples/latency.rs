@@ -4,6 +4,9 @@
 //!
 //! ```text
 //! latency levels MODEL.fgm OUT.f32 COUNT     # Fashion-MNIST test images at the model's size
+//! latency frames MODEL.fgm FOLDER OUT.f32 COUNT
+//!                                            # a detail gate's frames: gray images at the
+//!                                            # camera's own size, from FOLDER
 //! latency time ENGINE MODEL.fgm MODEL.onnx LEVELS.f32 SECONDS
 //!                                            # ENGINE: flowgate, flowgate-scalar or tract
 //! latency peak SECONDS                       # one core's f32 multiply-accumulates per second
@@ -11,7 +14,10 @@
 //!
 //! `time` scores the frames in turn for about SECONDS and prints one JSON line: the median
 //! and quartiles of the per-frame latency in microseconds, the frames timed, and the bits/dim
-//! of the first frames (the driver checks every engine computes the same network).
+//! of the first frames (the driver checks every engine computes the same network). A model
+//! with a native-resolution detail branch scores whole frames (the graph's `frame` input; the
+//! gate's `score`, which makes the thumbnail and the patches itself), and the value checked
+//! is the combined `ood_score`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,11 +36,12 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let outcome = match args.as_slice() {
         ["levels", model, out, count] => write_levels(model, out, count),
+        ["frames", model, folder, out, count] => write_frames(model, folder, out, count),
         ["time", engine, model, onnx, levels, seconds] => {
             time(engine, model, onnx, levels, seconds)
         }
         ["peak", seconds] => peak(seconds),
-        _ => Err("usage: latency levels MODEL.fgm OUT.f32 COUNT | time ENGINE MODEL.fgm MODEL.onnx LEVELS.f32 SECONDS | peak SECONDS".into()),
+        _ => Err("usage: latency levels MODEL.fgm OUT.f32 COUNT | frames MODEL.fgm FOLDER OUT.f32 COUNT | time ENGINE MODEL.fgm MODEL.onnx LEVELS.f32 SECONDS | peak SECONDS".into()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,6 +77,47 @@ fn write_levels(model: &str, out: &str, count: &str) -> Outcome {
         let frame = Frame::packed(pixels, 28, 28, PixelFormat::Gray8).map_err(|e| e.to_string())?;
         frame_levels(&frame, &spec, &mut levels).map_err(|e| e.to_string())?;
         raw.extend(levels.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    std::fs::write(out, raw).map_err(|e| format!("{out}: {e}"))
+}
+
+/// The detail gate's frame size, if `bytes` has a detail branch (gray models only).
+fn detail_frame(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
+    let model = flowgate_shared::decode(bytes)
+        .map_err(|e| e.to_string())?
+        .model;
+    match &model.detail {
+        None => Ok(None),
+        Some(_) if model.input.channels != 1 => {
+            Err("only gray detail gates are timed".to_string())
+        }
+        Some(detail) => Ok(Some((
+            detail.frame_width as usize,
+            detail.frame_height as usize,
+        ))),
+    }
+}
+
+fn write_frames(model: &str, folder: &str, out: &str, count: &str) -> Outcome {
+    use flowgate_edge::io::image::{list_folder, read_image};
+    let count: usize = number(count)?;
+    let bytes = std::fs::read(model).map_err(|e| format!("{model}: {e}"))?;
+    let (width, height) =
+        detail_frame(&bytes)?.ok_or_else(|| format!("{model} has no detail branch"))?;
+    let files = list_folder(Path::new(folder)).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    for file in files.iter().take(count) {
+        let image = read_image(file, 1).map_err(|e| e.to_string())?;
+        let frame = image.frame().map_err(|e| e.to_string())?;
+        if (frame.width() as usize, frame.height() as usize) != (width, height) {
+            return Err(format!(
+                "{}: {}x{}, the gate takes {width}x{height}",
+                file.display(),
+                frame.width(),
+                frame.height()
+            ));
+        }
+        raw.extend(image.pixels.iter().flat_map(|&p| f32::from(p).to_le_bytes()));
     }
     std::fs::write(out, raw).map_err(|e| format!("{out}: {e}"))
 }
@@ -111,16 +159,18 @@ fn timed(
     Ok(times)
 }
 
-fn report(engine: &str, macs: u64, times: &[f64], bits_per_dim: &[f64]) {
+/// One JSON line: the latency quartiles, and `checked` (bits_per_dim or ood_score) of the
+/// first frames.
+fn report(engine: &str, macs: u64, times: &[f64], checked: &str, values: &[f64]) {
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    let bpd: Vec<String> = bits_per_dim.iter().map(|b| format!("{b:.6}")).collect();
+    let values: Vec<String> = values.iter().map(|b| format!("{b:.6}")).collect();
     println!(
-        "{{\"engine\":\"{engine}\",\"macs\":{macs},\"median_us\":{:.2},\"q1_us\":{:.2},\"q3_us\":{:.2},\"frames\":{},\"bits_per_dim\":[{}]}}",
+        "{{\"engine\":\"{engine}\",\"macs\":{macs},\"median_us\":{:.2},\"q1_us\":{:.2},\"q3_us\":{:.2},\"frames\":{},\"{checked}\":[{}]}}",
         at(0.5),
         at(0.25),
         at(0.75),
         times.len(),
-        bpd.join(",")
+        values.join(",")
     );
 }
 
@@ -129,14 +179,24 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
     let bytes = std::fs::read(model).map_err(|e| format!("{model}: {e}"))?;
     let validated = flowgate_shared::decode(&bytes).map_err(|e| e.to_string())?;
     let (spec, macs) = (validated.model.input, validated.summary.macs_per_frame);
-    let shape = [
-        1,
-        spec.channels as usize,
-        spec.height as usize,
-        spec.width as usize,
-    ];
-    let frames = read_levels(levels, spec.dims() as usize)?;
+    let detail = detail_frame(&bytes)?;
+    let shape = match detail {
+        Some((width, height)) => [1, 1, height, width],
+        None => [
+            1,
+            spec.channels as usize,
+            spec.height as usize,
+            spec.width as usize,
+        ],
+    };
+    let frames = read_levels(levels, shape.iter().product())?;
     let check: Vec<usize> = (0..frames.len().min(8)).collect();
+    // What the engines must agree on: the thumbnail's bits/dim, or a detail gate's combined
+    // OOD score (the graph's fourth output).
+    let (checked, output) = match detail {
+        Some(_) => ("ood_score", 3),
+        None => ("bits_per_dim", 1),
+    };
     match engine {
         "flowgate" | "flowgate-scalar" => {
             let mut gate =
@@ -147,19 +207,44 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
                     .map_err(|e| e.to_string())?;
             }
             let mut scratch = vec![0f32; gate.scratch_len()];
-            let mut score = |index: usize| {
-                let input = &frames[index];
-                scratch[..input.len()].copy_from_slice(input);
-                gate.score_levels_in_scratch(&mut scratch)
-                    .map(|verdict| verdict.bits_per_dim)
-                    .map_err(|e| e.to_string())
+            let values = if let Some((width, height)) = detail {
+                // Whole frames as the camera hands them over: gray bytes.
+                let pixels: Vec<Vec<u8>> = frames
+                    .iter()
+                    .map(|f| f.iter().map(|&v| v as u8).collect())
+                    .collect();
+                let mut score = |index: usize| {
+                    let frame = Frame::packed(
+                        &pixels[index],
+                        width as u32,
+                        height as u32,
+                        PixelFormat::Gray8,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    gate.score(&frame, &mut scratch)
+                        .map(|verdict| verdict.ood_score)
+                        .map_err(|e| e.to_string())
+                };
+                let values = check
+                    .iter()
+                    .map(|&i| score(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (values, timed(frames.len(), seconds, score)?)
+            } else {
+                let mut score = |index: usize| {
+                    let input = &frames[index];
+                    scratch[..input.len()].copy_from_slice(input);
+                    gate.score_levels_in_scratch(&mut scratch)
+                        .map(|verdict| verdict.bits_per_dim)
+                        .map_err(|e| e.to_string())
+                };
+                let values = check
+                    .iter()
+                    .map(|&i| score(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (values, timed(frames.len(), seconds, score)?)
             };
-            let bpd = check
-                .iter()
-                .map(|&i| score(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let times = timed(frames.len(), seconds, score)?;
-            report(engine, macs, &times, &bpd);
+            report(engine, macs, &values.1, checked, &values.0);
         }
         "tract" => {
             let plan = tract_onnx::onnx()
@@ -177,20 +262,23 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
                 let outputs = plan
                     .run(tvec!(inputs[index].clone().into()))
                     .map_err(|e| e.to_string())?;
-                let bpd = outputs[1]
+                let value = outputs
+                    .get(output)
+                    .ok_or_else(|| format!("no {checked} output"))?
                     .to_plain_array_view::<f32>()
                     .map_err(|e| e.to_string())?;
-                bpd.iter()
+                value
+                    .iter()
                     .next()
                     .map(|&b| f64::from(b))
-                    .ok_or_else(|| "no bits_per_dim output".to_string())
+                    .ok_or_else(|| format!("an empty {checked} output"))
             };
-            let bpd = check
+            let values = check
                 .iter()
                 .map(|&i| score(i))
                 .collect::<Result<Vec<_>, _>>()?;
             let times = timed(frames.len(), seconds, score)?;
-            report(engine, macs, &times, &bpd);
+            report(engine, macs, &times, checked, &values);
         }
         other => {
             return Err(format!(
