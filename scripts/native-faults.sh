@@ -44,7 +44,7 @@ for kind in "${kinds[@]}"; do
     fi
 done
 
-step "the gate with a native-resolution detail branch (flowgate detail: frames 0..=599, 60 held out in fit's blocks, as the gate was calibrated)"
+step "the gate with a native-resolution detail branch (flowgate detail: frames 0..=599, 540..=599 held out, as the gate was calibrated)"
 detail_model="$out/$(basename "${model%.fgm}")-detail.fgm"
 if [[ ! -f $detail_model || $model -nt $detail_model ]]; then
     "$flowgate" detail --input data/opencv/vtest.avi --gate "$model" --out "$detail_model" \

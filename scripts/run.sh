@@ -9,8 +9,7 @@
 #  4. fit the gate with `flowgate fit` on frames 0..=599 of vtest.avi, as a user fits their
 #     camera: the teacher (a flow on embeddings, configs/camera-embedding.toml), the gate
 #     distilled from it (configs/$CAMERA_CONFIG.toml on 32x24 thumbnails), int8, calibrated at
-#     1% false rejects on the 60 held-out frames (7 blocks spread over 0..=599; fit prints
-#     which) -> $RUNS/camera/camera-vtest.fgm;
+#     1% false rejects on frames 540..=599 (the last tenth, held out) -> $RUNS/camera/camera-vtest.fgm;
 #     `--minutes 0` lets every recipe run all its steps. Then the same fit again with the
 #     native-resolution detail branch: it continues the finished trainings (none runs again)
 #     and adds the branch -> $RUNS/camera/camera-vtest-detail.fgm (evaluated at 768x576 by
@@ -19,7 +18,8 @@
 #     per set AUROC and share rejected, plus score histograms and ROC curves; then the
 #     statistics baseline (`flowgate baseline`) on the same sets.
 #
-# Environment: CAMERA_CONFIG (the gate's recipe, default camera-realnvp), FLOWGATE_STEPS
+# Environment: SPLIT (fit's --split: end, the default, or spread), CAMERA_CONFIG (the gate's
+# recipe, default camera-realnvp), FLOWGATE_STEPS
 # (override the recipes' steps, e.g. 200 for a quick look), CAMERA_WITHOUT (perturbation kinds
 # the distillation leaves out, e.g. "occlusion": a leave-one-kind-out run; see `flowgate fit
 # --help`), RUNS (default runs/). Outputs land in $RUNS/camera/: the gates, fit's work folder
@@ -32,7 +32,8 @@ config="${CAMERA_CONFIG:-camera-realnvp}"
 out="$runs/camera"
 frames=data/camera
 fit_flags=(--input data/opencv/vtest.avi --frames 0..600 --work "$out/fit" --minutes 0
-  --student-config "configs/$config.toml" --board firmware-configs/raspberry-pi-4.toml)
+  --student-config "configs/$config.toml" --board firmware-configs/raspberry-pi-4.toml
+  --split "${SPLIT:-end}")
 for kind in ${CAMERA_WITHOUT:-}; do
   fit_flags+=(--without "$kind")
 done
@@ -60,7 +61,7 @@ for kind in "${kinds[@]}"; do
   "$flowgate" corrupt --input "$frames/vtest-test" --out "$frames/ood/$kind" --kind "$kind"
 done
 
-step "the gate: flowgate fit on frames 0..=599 of vtest.avi (60 held out in blocks)"
+step "the gate: flowgate fit on frames 0..=599 of vtest.avi (540..=599 held out)"
 "$flowgate" fit "${fit_flags[@]}" --no-detail --out "$out/camera-vtest.fgm"
 "$edge" inspect "$out/camera-vtest.fgm"
 step "the same gate with the native-resolution detail branch (the trainings continue: none runs again)"

@@ -11,18 +11,19 @@
 #   `scripts/fetch-data.sh dvr-scan`): a fixed camera on a bedroom door and a lamp, 1920x1080,
 #   59.94 fps, 2488 frames (41.5 s). The door swings, a person opens it, walks through and
 #   passes close to the camera, twice in the training part and once in the test part.
-#     frames 0..=1865     fit (a tenth held out for early stopping and calibration, in 16
-#                         blocks spread over them; fit prints which)
+#     frames 0..=1865     fit (a tenth held out for early stopping and calibration: the last
+#                         one, 1680..=1865, or with SPLIT=spread 16 blocks over 0..=1865)
 #     frames 1866..=2487  normal test frames (every 4th: 156 frames), and the source of the
 #                         fault sets
 # classroom: balle1-vp9.avi from Debian's python3-mecavideo (a fixed camera in a physics
 #   classroom, 320x240, 295 frames: a 1.6-second event).
-#     frames 0..=199      fit (20 held out in 2 blocks)
+#     frames 0..=199      fit (the last 20 held out)
 #     frames 200..=294    normal test frames, and the source of the fault sets
 #
-# Environment: RUNS (default runs/), MINUTES (fit's --minutes, default 20). Outputs land in
-# $RUNS/second-camera-CAMERA/: gate.fgm with its report, the sets, score CSVs, eval.json,
-# baseline.json.
+# Environment: RUNS (default runs/), MINUTES (fit's --minutes, default 20), SPLIT (fit's and
+# the baseline's --split: end, the default, or spread). Outputs land in
+# $RUNS/second-camera-CAMERA/ (second-camera-CAMERA-SPLIT/ when SPLIT is set): gate.fgm with
+# its report, the sets, score CSVs, eval.json, baseline.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,10 +42,10 @@ esac
 fit_last=$((${fit_frames#*..} - 1))
 # fit's held-out count (fit/split.rs: a tenth, rounded up; both cameras have enough frames
 # for its floor of 16 not to matter), for the baseline's threshold: `flowgate baseline` holds
-# out as many of its (thinned) training frames in fit's blocks.
+# out as many of its (thinned) training frames, placed as fit places them (--split).
 held_out=$(( (${fit_frames#*..} + 9) / 10 ))
 
-out="${RUNS:-runs}/second-camera-$camera"
+out="${RUNS:-runs}/second-camera-$camera${SPLIT:+-$SPLIT}"
 target=${CARGO_TARGET_DIR:-target}
 flowgate=$target/release/flowgate
 edge=$target/release/flowgate-edge
@@ -65,7 +66,8 @@ cargo build --release -q -p flowgate-trainer -p flowgate-edge
 
 step "fit the gate on frames $fit_frames (flowgate fit, --minutes ${MINUTES:-20})"
 "$flowgate" fit --input "$video" --frames "$fit_frames" --minutes "${MINUTES:-20}" \
-    --board firmware-configs/raspberry-pi-4.toml --out "$out/gate.fgm" --work "$out/fit"
+    --board firmware-configs/raspberry-pi-4.toml --split "${SPLIT:-end}" --out "$out/gate.fgm" \
+    --work "$out/fit"
 "$edge" inspect "$out/gate.fgm"
 
 step "held-out frames $test_first.. at $size (every ${test_every}th), gray, and the faults made from them"
@@ -99,4 +101,5 @@ step "the statistics baseline on the same sets (trained on frames 0..=$fit_last 
 "$flowgate" frames "$video" --out "$out/sets/train" --gray --last "$fit_last" --overwrite
 thin "$out/sets/train" "$test_every"
 "$flowgate" baseline --train "$out/sets/train" --held-out $(( (held_out + test_every - 1) / test_every )) \
-    --in-dist "$out/sets/normal" "${baseline_flags[@]}" --json "$out/baseline.json"
+    --split "${SPLIT:-end}" --in-dist "$out/sets/normal" "${baseline_flags[@]}" \
+    --json "$out/baseline.json"

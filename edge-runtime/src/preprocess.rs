@@ -275,8 +275,11 @@ mod tests {
             (PixelFormat::Bgr8, LumaRange::Full, 3, 3),
         ];
         for (seed, &(format, range, per_pixel, channels)) in cases.iter().enumerate() {
-            for (src, out) in [((96, 72), (32, 24)), ((64, 36), (32, 18)), ((30, 20), (30, 20))]
-            {
+            for (src, out) in [
+                ((96, 72), (32, 24)),
+                ((64, 36), (32, 18)),
+                ((30, 20), (30, 20)),
+            ] {
                 let mut buffer = [0u8; 96 * 72 * 3];
                 let data = &mut buffer[..src.0 * src.1 * per_pixel];
                 fill(data, seed as u32);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use flowgate_trainer::distil::{Perturbation, PerturbationKinds};
-use flowgate_trainer::fit::{self, FitError, FitOptions, Split};
+use flowgate_trainer::fit::{self, FitError, FitOptions, Split, SplitKind};
 use flowgate_trainer::frames::{FrameRequest, extract_frames};
 
 /// Steps of each training: enough to run every stage, few enough for a test.
@@ -62,6 +62,7 @@ fn options(input: &Path, out: &Path) -> FitOptions {
         minutes: None,
         frames: None,
         perturbations: PerturbationKinds::ALL,
+        split: SplitKind::End,
     }
 }
 
@@ -78,11 +79,10 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
     assert_eq!((report.size.width, report.size.height), (32, 24), "4:3");
     assert_eq!(
         (report.split.train, report.split.held_out),
-        (20, 16),
-        "48 frames: 16 held out in two blocks, 4 dropped beside each"
+        (32, 16),
+        "48 frames: the last 16 held out"
     );
-    assert_eq!(report.split.layout.held_out, vec![16..24, 40..48]);
-    assert_eq!(report.split.layout.train, vec![0..12, 28..36]);
+    assert_eq!(report.split.layout.held_out, vec![32..48]);
 
     // The gate loads in the runtime, with a threshold, and judges the held-out frames as
     // calibration judged them.
@@ -110,8 +110,8 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
     assert_eq!((input.width, input.height, input.channels), (32, 24, 1));
     let mut scratch = vec![0f32; gate.scratch_len()];
     let mut rejected = 0;
-    // The held-out frames are files 16..24 and 40..48 of the footage: score them as the
-    // camera delivers them, at 768x576 in colour.
+    // The held-out frames are the footage's last 16 files: score them as the camera delivers
+    // them, at 768x576 in colour.
     let held_out: Vec<PathBuf> = report
         .split
         .layout
@@ -184,8 +184,8 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
 #[test]
 fn a_video_is_read_through_ffmpeg_and_split_in_blocks() {
     let dir = scratch("video");
-    // A 40-frame clip of which fit takes frames 8..40: 16 are held out in two blocks, each
-    // ending one half; too few frames for a guard.
+    // A 40-frame clip of which fit takes frames 8..40, with --split spread: 16 are held out in
+    // two blocks, each ending one half; too few frames for a guard.
     let clip = dir.join("clip.avi");
     let status = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
@@ -200,11 +200,18 @@ fn a_video_is_read_through_ffmpeg_and_split_in_blocks() {
     options.work = Some(dir.join("work"));
     options.frames = Some(8..40);
     options.perturbations = PerturbationKinds::ALL.without(Perturbation::Occlusion);
+    options.split = SplitKind::Spread;
     let report = fit::fit(&options).expect("fit succeeds on a video");
     assert_eq!((report.split.train, report.split.held_out), (16, 16));
     let (train, held_out) = report.split_lines();
-    assert_eq!(train, "frame 8 .. frame 15, frame 24 .. frame 31 (16 frames)");
-    assert_eq!(held_out, "frame 16 .. frame 23, frame 32 .. frame 39 (16 frames)");
+    assert_eq!(
+        train,
+        "frame 8 .. frame 15, frame 24 .. frame 31 (16 frames)"
+    );
+    assert_eq!(
+        held_out,
+        "frame 16 .. frame 23, frame 32 .. frame 39 (16 frames)"
+    );
     assert!(dir.join("work/frames/frame-000039.png").is_file());
     assert!(!dir.join("work/frames/frame-000007.png").exists());
     assert_eq!(

@@ -88,9 +88,7 @@ fn detail_frame(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
         .model;
     match &model.detail {
         None => Ok(None),
-        Some(_) if model.input.channels != 1 => {
-            Err("only gray detail gates are timed".to_string())
-        }
+        Some(_) if model.input.channels != 1 => Err("only gray detail gates are timed".to_string()),
         Some(detail) => Ok(Some((
             detail.frame_width as usize,
             detail.frame_height as usize,
@@ -117,7 +115,12 @@ fn write_frames(model: &str, folder: &str, out: &str, count: &str) -> Outcome {
                 frame.height()
             ));
         }
-        raw.extend(image.pixels.iter().flat_map(|&p| f32::from(p).to_le_bytes()));
+        raw.extend(
+            image
+                .pixels
+                .iter()
+                .flat_map(|&p| f32::from(p).to_le_bytes()),
+        );
     }
     std::fs::write(out, raw).map_err(|e| format!("{out}: {e}"))
 }

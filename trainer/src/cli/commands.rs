@@ -50,6 +50,7 @@ pub fn fit(args: FitArgs) -> Result<()> {
         minutes: (args.minutes > 0.0).then_some(args.minutes),
         frames: args.frames,
         perturbations: crate::distil::PerturbationKinds::ALL.without_all(&args.without),
+        split: args.split,
     };
     let report = crate::fit::fit(&options)
         .with_context(|| format!("fitting a gate to {}", options.input.display()))?;
@@ -65,6 +66,7 @@ pub fn detail(args: DetailArgs) -> Result<()> {
         input: args.input,
         frames: args.frames,
         held_out: args.held_out,
+        split: args.split,
         rate: args.rate,
         grid: args.grid,
         steps: args.steps.map(|steps| steps as usize),
@@ -139,7 +141,7 @@ pub fn baseline(args: BaselineArgs) -> Result<()> {
         frames.len()
     );
     // The frames fit would hold out of as many: the gate and the baseline are calibrated alike.
-    let split = crate::fit::Split::with_held_out(frames.len(), args.held_out);
+    let split = crate::fit::Split::with_held_out(frames.len(), args.held_out, args.split);
     let (mut fit_frames, mut held_out) = (Vec::new(), Vec::new());
     for (position, frame) in frames.into_iter().enumerate() {
         if split.layout.is_held_out(position) {

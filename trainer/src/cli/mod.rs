@@ -40,13 +40,11 @@ pub enum Command {
     ///     WORK/frames.toml naming each one's source). The gate's input is 32 wide and as
     ///     tall as the camera's aspect ratio asks (32x24 for 4:3, 32x18 for 16:9), rounded to
     ///     a height the flows' squeezes take; fit prints what it chose.
-    ///  2. split: 10% of the frames (at least 16; at most half) are held out, in up to 16
-    ///     blocks (of at least 8) spread over the footage: block k ends the k-th of as many
-    ///     equal stretches, so the held-out frames see the activity of the whole footage,
-    ///     not only its end. Half a block on each side of each block is dropped (neighbouring
-    ///     frames are near copies), less on short footage so at least as many frames train
-    ///     as are held out. They stop both trainings early and set the threshold; the rest
-    ///     train. fit prints which frames. It needs at least 32 frames.
+    ///  2. split: 10% of the frames (at least 16; at most half) are held out: the last ones
+    ///     (--split end, the default), or, with --split spread, up to 16 blocks (of at least
+    ///     8) spread over the footage with half a block on each side of each dropped
+    ///     (neighbouring frames are near copies). They stop both trainings early and set the
+    ///     threshold; the rest train. fit prints which frames. It needs at least 32 frames.
     ///  3. teacher: a flow on a CNN's embeddings (configs/camera-embedding.toml, built in)
     ///     in WORK/teacher.
     ///  4. gate: a small RealNVP (configs/camera-realnvp.toml, built in) distilled from the
@@ -73,7 +71,7 @@ pub enum Command {
     /// The frames are streamed at their own size (never written to disk). Each gives 48
     /// patches at random positions; the patch model (configs/camera-detail.toml) trains on
     /// the training frames' patches and stops early on the held-out frames' (those fit holds
-    /// out, or --held-out of --frames in fit's blocks). The held-out frames then
+    /// out, or --held-out of --frames, placed as --split says). The held-out frames then
     /// set how the gate's two scores combine: each is centred on its median and scaled so
     /// that its own 1 - rate quantile is 1, the gate's score is the larger (the patch part two-sided: noise makes
     /// patches unlikely, blur or a flat picture too likely), and its quantile at 1 - rate is
@@ -209,13 +207,19 @@ pub struct FitArgs {
     pub minutes: f64,
     /// Use only frames START..END of the input (END excluded): frame numbers of a video,
     /// places in a folder's file-name order [default: all]. The held-out frames are a tenth
-    /// of these, in blocks spread over them.
+    /// of these (see --split).
     #[arg(long, value_name = "START..END", value_parser = parse_range)]
     pub frames: Option<std::ops::Range<usize>>,
     /// Leave this perturbation kind out of the gate's distillation (repeatable), as
     /// `flowgate distil --without`: a leave-one-kind-out evaluation.
     #[arg(long, value_enum, value_name = "KIND")]
     pub without: Vec<crate::distil::Perturbation>,
+    /// Where the held-out frames lie: `end`, the footage's last tenth (the frames nearest
+    /// those the gate will judge next), or `spread`, blocks over the whole footage with the
+    /// frames beside each block dropped, for footage whose end is calmer or busier than the
+    /// rest (fit warns when its threshold suggests so).
+    #[arg(long, value_enum, default_value_t = crate::fit::SplitKind::End)]
+    pub split: crate::fit::SplitKind,
 }
 
 /// Arguments of `detail`.
@@ -237,10 +241,13 @@ pub struct DetailArgs {
     /// Use only frames START..END of the input (0-based, END excluded) [default: all].
     #[arg(long, value_name = "START..END", value_parser = parse_range)]
     pub frames: Option<std::ops::Range<usize>>,
-    /// Hold out N of those frames (at most half), in blocks as fit holds them out [default:
-    /// as many as fit: a tenth, at least 16].
+    /// Hold out N of those frames (at most half) [default: as many as fit: a tenth, at least
+    /// 16].
     #[arg(long, value_name = "N")]
     pub held_out: Option<usize>,
+    /// Where the held-out frames lie, as `flowgate fit --split` (the gate's own).
+    #[arg(long, value_enum, default_value_t = crate::fit::SplitKind::End)]
+    pub split: crate::fit::SplitKind,
     /// Target false-reject rate of the combined score [default: the gate's, else 0.01].
     #[arg(long)]
     pub rate: Option<f64>,
@@ -266,9 +273,12 @@ pub struct BaselineArgs {
     #[arg(long, value_name = "DIR")]
     pub train: PathBuf,
     /// N of the training frames (at most half) set the threshold instead: the frames fit
-    /// holds out of as many, in blocks spread over them, with guards beside each block.
+    /// holds out of as many, placed as --split says.
     #[arg(long, value_name = "N")]
     pub held_out: usize,
+    /// Where the held-out frames lie, as `flowgate fit --split`.
+    #[arg(long, value_enum, default_value_t = crate::fit::SplitKind::End)]
+    pub split: crate::fit::SplitKind,
     /// Target false-reject rate on the held-out frames.
     #[arg(long, default_value_t = 0.01)]
     pub rate: f64,

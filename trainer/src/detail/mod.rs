@@ -11,8 +11,8 @@
 //!    would be 1), and the combined score's quantile at `1 - rate` becomes the
 //!    gate's threshold, as `flowgate calibrate` sets one.
 //!
-//! The held-out frames are those `flowgate fit` holds out ([`Split`]): blocks spread over
-//! the frames with a guard on each side, `--held-out` of them if given.
+//! The held-out frames are those `flowgate fit` holds out ([`Split`], placed as `--split`
+//! says), `--held-out` of them if given.
 
 pub mod native;
 pub mod patches;
@@ -27,7 +27,7 @@ use flowgate_shared::{Bytes, Detail, Model, Resize, ScoreKind, Standardise};
 use crate::config::TrainConfig;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::fit::{Input, Split, split};
+use crate::fit::{Input, Split, SplitKind, split};
 use crate::training::{self, Compute, RunOptions, TrainReport};
 
 /// The patch model's recipe, as committed in configs/.
@@ -46,9 +46,11 @@ pub struct DetailOptions {
     pub work: PathBuf,
     /// Only these frames of the input (positions), by default all.
     pub frames: Option<Range<usize>>,
-    /// Hold out this many of them (at most half), in `flowgate fit`'s blocks [default: as
-    /// many as `flowgate fit` holds out].
+    /// Hold out this many of them (at most half) [default: as many as `flowgate fit` holds
+    /// out].
     pub held_out: Option<usize>,
+    /// Where the held-out frames lie, as `flowgate fit --split` places them.
+    pub split: SplitKind,
     /// The target false-reject rate [default: the gate's, else 0.01].
     pub rate: Option<f64>,
     /// Patch positions (columns, rows) scored per frame.
@@ -122,7 +124,7 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
     let frame_size = input
         .frame_size()
         .map_err(|e| Error::Detail(e.to_string()))?;
-    let config = recipe(options.config.as_deref(), options.steps)?;
+    let mut config = recipe(options.config.as_deref(), options.steps)?;
     let side = config.model.width as u32;
     if config.model.height as u32 != side || config.model.channels != 1 {
         return Err(Error::Detail(format!(
@@ -156,9 +158,14 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
                 frames.len()
             )));
         }
-        Some(count) => Split::with_held_out(frames.len(), count),
-        None => Split::of(frames.len(), input.path()).map_err(|e| Error::Detail(e.to_string()))?,
+        Some(count) => Split::with_held_out(frames.len(), count, options.split),
+        None => Split::of(frames.len(), input.path(), options.split)
+            .map_err(|e| Error::Detail(e.to_string()))?,
     };
+    // Recorded in the run's config, so that a patch model trained on another split is not
+    // continued (`resume`); the patches themselves come from memory, not from the dataset.
+    config.data.validation_blocks = split.blocks().max(1);
+    config.data.validation_guard = split.guard();
     let images = |positions: Vec<usize>| ImageSet {
         count: positions.len() * PATCHES_PER_FRAME,
         pixels: positions
@@ -225,8 +232,13 @@ pub fn add_detail(gate_file: &[u8], options: &DetailOptions) -> Result<(Vec<u8>,
             .checked_sub(frames.start)
             .is_some_and(|position| index < frames.end && split.layout.is_held_out(position))
     };
-    let (frame_scores, detail_scores) =
-        held_out_scores(&input, frame_size, is_held_out, &probe_gate, options.progress)?;
+    let (frame_scores, detail_scores) = held_out_scores(
+        &input,
+        frame_size,
+        is_held_out,
+        &probe_gate,
+        options.progress,
+    )?;
     // The gate stores its rate as f32: rounded back to the decimal it was given as.
     let rate = options.rate.unwrap_or_else(|| {
         gate.threshold.as_ref().map_or(0.01, |t| {

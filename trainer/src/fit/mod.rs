@@ -28,7 +28,7 @@ pub use recipe::Recipes;
 pub use report::{LEAST_NORMAL, Outlier, Report, report_paths};
 pub use size::{EXTRACTION_SCALE, GATE_WIDTH, GateSize};
 pub use source::{FRAMES_DIR, Input, MANIFEST, Manifest};
-pub use split::{HELD_OUT_SHARE, MAX_BLOCKS, MIN_BLOCK, MIN_HELD_OUT, Split};
+pub use split::{HELD_OUT_SHARE, MAX_BLOCKS, MIN_BLOCK, MIN_HELD_OUT, Split, SplitKind};
 
 use crate::atomic_write;
 use crate::calibration::{self, CalibratedScore};
@@ -76,6 +76,8 @@ pub struct FitOptions {
     /// The perturbation kinds the distillation draws (all but those a leave-one-kind-out
     /// evaluation holds out).
     pub perturbations: PerturbationKinds,
+    /// Where the held-out frames lie ([`SplitKind`]).
+    pub split: SplitKind,
 }
 
 impl FitOptions {
@@ -149,7 +151,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
             (size.width, size.height),
             Path::new("."),
             // The split does not change the model's cost; any will do before the frames are read.
-            &Split::with_held_out(Split::MIN_FRAMES, MIN_HELD_OUT),
+            &Split::with_held_out(Split::MIN_FRAMES, MIN_HELD_OUT, options.split),
             options.steps,
         )?;
         let detail_recipe = crate::detail::recipe(None, options.steps)?;
@@ -168,7 +170,8 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let work = options.work_dir();
     let work_is_new = !work.exists();
     std::fs::create_dir_all(&work).map_err(FitError::io(&work))?;
-    let (frames, split) = match prepare_frames(&input, options.frames.as_ref(), &work, &size) {
+    let prepared = prepare_frames(&input, options.frames.as_ref(), &work, &size, options.split);
+    let (frames, split) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
             // A refused input leaves nothing behind that this run created.
@@ -422,6 +425,7 @@ fn with_detail(
         work: work.join(DETAIL_RUN),
         frames: options.frames.clone(),
         held_out: Some(split.held_out),
+        split: split.kind,
         rate: Some(options.rate),
         grid: crate::detail::DEFAULT_GRID,
         steps: options.steps,
@@ -441,9 +445,10 @@ fn prepare_frames(
     range: Option<&std::ops::Range<usize>>,
     work: &Path,
     size: &GateSize,
+    kind: SplitKind,
 ) -> FitResult<(source::Frames, Split)> {
     let frames = source::prepare(input, range, work, size.extraction())?;
-    let split = Split::of(frames.manifest.frames.len(), input.path())?;
+    let split = Split::of(frames.manifest.frames.len(), input.path(), kind)?;
     Ok((frames, split))
 }
 

@@ -101,7 +101,7 @@ mod tests {
         let recipes = Recipes::load(None, None).unwrap();
         assert_eq!(recipes.teacher.name, "camera-embedding");
         assert_eq!(recipes.student.name, "camera-realnvp");
-        let split = Split::of(200, Path::new("in")).unwrap();
+        let split = Split::of(200, Path::new("in"), super::super::SplitKind::Spread).unwrap();
         let filled = recipes
             .for_camera((32, 18), Path::new("/tmp/frames"), &split, Some(7))
             .unwrap();

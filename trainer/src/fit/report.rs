@@ -121,7 +121,7 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 /// A warning when the threshold, set on the held-out frames at `rate`, rejects far more of the
-/// training frames (`training_share` of them): the held-out blocks then missed activity that
+/// training frames (`training_share` of them): the held-out frames then missed activity that
 /// the training frames show, and the gate will reject it. Training frames score lower than
 /// unseen ones when the held-out frames are like them, so a share several times the target
 /// rate says they are not.
@@ -129,10 +129,10 @@ fn calibration_warning(training_share: f64, rate: f64) -> Option<String> {
     (training_share > (5.0 * rate).max(0.05)).then(|| {
         format!(
             "{:.0}% of the training frames score above the threshold, which was set on the \
-             held-out frames at {:.1}%: the held-out blocks look calmer than the rest of the \
-             footage, so the gate will reject normal activity they do not show. Fit on longer \
-             footage in which that activity recurs, or raise --rate; the report's histogram \
-             shows the two sets",
+             held-out frames at {:.1}%: the held-out frames look calmer than the rest of the \
+             footage, so the gate will reject normal activity they do not show. Fit again with \
+             --split spread (held-out frames from the whole footage) or on longer footage in \
+             which that activity recurs; the report's histogram shows the two sets",
             100.0 * training_share,
             100.0 * rate
         )
