@@ -4,6 +4,8 @@
 //! the same bytes, and bad inputs are refused with their own errors before anything is
 //! written.
 
+#![allow(clippy::single_range_in_vec_init)] // a held-out layout of one block
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

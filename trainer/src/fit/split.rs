@@ -165,6 +165,8 @@ pub fn describe_by(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+// Lists of one stretch are what the layouts hold, not ranges meant as Vecs.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use std::path::Path;
