@@ -267,7 +267,7 @@ fn run_coupling(
                 .zip(t.chunks_exact(plane))
                 .enumerate()
             {
-                log_det += affine(x, s_raw, t, scale_of(c), |_| true);
+                log_det += kernels::vmath::affine(x, s_raw, t, scale_of(c), |_| true, path);
             }
         }
         mask => {
@@ -277,32 +277,13 @@ fn run_coupling(
                 .zip(t.chunks_exact(plane))
                 .enumerate()
             {
-                log_det += affine(x, s_raw, t, scale_of(c), |index| {
+                let changes = |index: usize| {
                     let (row, col) = ((index / w as usize) as u32, (index % w as usize) as u32);
                     mask.spatial_role(row, col, h, w) == Some(false)
-                });
+                };
+                log_det += kernels::vmath::affine(x, s_raw, t, scale_of(c), changes, path);
             }
         }
     }
     Ok(log_det)
-}
-
-/// The coupling algebra on one channel plane: where `changes(index)`,
-/// `s = scale * tanh(s_raw)`, `x = (x + t) * exp(s)`; returns the sum of `s`.
-fn affine(
-    x: &mut [f32],
-    s_raw: &[f32],
-    t: &[f32],
-    scale: f32,
-    changes: impl Fn(usize) -> bool,
-) -> f64 {
-    let mut log_det = 0.0f64;
-    for (index, ((x, &s_raw), &t)) in x.iter_mut().zip(s_raw).zip(t).enumerate() {
-        if changes(index) {
-            let s = scale * libm::tanhf(s_raw);
-            *x = (*x + t) * libm::expf(s);
-            log_det += f64::from(s);
-        }
-    }
-    log_det
 }

@@ -11,6 +11,7 @@ pub(crate) mod linear;
 pub(crate) mod ops;
 pub mod path;
 pub(crate) mod tiles;
+pub(crate) mod vmath;
 
 pub use path::KernelPath;
 
@@ -151,7 +152,7 @@ fn run_step(
             Ok(())
         }
         Op::Tanh { data } => {
-            ops::tanh(region(work, *data)?);
+            ops::tanh(region(work, *data)?, path);
             Ok(())
         }
         Op::Affine {

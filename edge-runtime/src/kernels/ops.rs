@@ -7,6 +7,7 @@
 
 use flowgate_shared::Dims;
 
+use super::KernelPath;
 use crate::error::{Error, Result};
 
 pub(super) fn plane_mut(data: &mut [f32], index: usize, len: usize) -> Result<&mut [f32]> {
@@ -40,11 +41,10 @@ pub fn relu(data: &mut [f32]) {
     }
 }
 
-/// `tanh(x)` in place.
-pub fn tanh(data: &mut [f32]) {
-    for x in data {
-        *x = libm::tanhf(*x);
-    }
+/// `tanh(x)` in place on `path`'s lanes (the scalar path: libm's `tanhf`; the SIMD paths:
+/// [`super::vmath::tanh`]).
+pub fn tanh(data: &mut [f32], path: KernelPath) {
+    super::vmath::tanh_in_place(data, path);
 }
 
 /// `concat(x, -x)` along channels.
