@@ -261,14 +261,7 @@ fn run_coupling(
                 state.get_mut(..half)
             };
             let changed = changed.ok_or(Error::Inconsistent)?;
-            for (c, ((x, s_raw), t)) in changed
-                .chunks_exact_mut(plane)
-                .zip(s_raw.chunks_exact(plane))
-                .zip(t.chunks_exact(plane))
-                .enumerate()
-            {
-                log_det += kernels::vmath::affine(x, s_raw, t, scale_of(c), |_| true, path);
-            }
+            log_det += kernels::vmath::affine_planes(changed, s_raw, t, plane, scale_of, path);
         }
         mask => {
             for (c, ((x, s_raw), t)) in state

@@ -326,6 +326,132 @@ unsafe fn affine_lanes<L: MathLanes>(
     log_det
 }
 
+/// [`affine`] with every element changing, on each whole `plane` of the slices in turn
+/// (channel `c` scaled by `scale_of(c)`); returns the sum over channels of their sums of `s`,
+/// as calling [`affine`] per channel would. The SIMD paths run their vectors across channel
+/// boundaries, so planes smaller than a vector (the flow on embeddings: 1 element) do not
+/// pay for a whole vector each.
+pub(crate) fn affine_planes(
+    x: &mut [f32],
+    s_raw: &[f32],
+    t: &[f32],
+    plane: usize,
+    scale_of: impl Fn(usize) -> f32,
+    path: KernelPath,
+) -> f64 {
+    let plane = plane.max(1);
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma if path.available() => {
+            // SAFETY: this CPU runs AVX2 and FMA (checked just above).
+            unsafe { affine_planes_avx2_fma(x, s_raw, t, plane, scale_of) }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        KernelPath::Neon => {
+            // SAFETY: NEON is a feature of this build.
+            unsafe { affine_planes_lanes::<Neon>(x, s_raw, t, plane, scale_of) }
+        }
+        _ => {
+            let mut log_det = 0.0f64;
+            for (c, ((x, s_raw), t)) in x
+                .chunks_exact_mut(plane)
+                .zip(s_raw.chunks_exact(plane))
+                .zip(t.chunks_exact(plane))
+                .enumerate()
+            {
+                log_det += affine(x, s_raw, t, scale_of(c), |_| true, path);
+            }
+            log_det
+        }
+    }
+}
+
+/// [`affine_planes_lanes`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn affine_planes_avx2_fma(
+    x: &mut [f32],
+    s_raw: &[f32],
+    t: &[f32],
+    plane: usize,
+    scale_of: impl Fn(usize) -> f32,
+) -> f64 {
+    // SAFETY: the caller's.
+    unsafe { affine_planes_lanes::<Avx2Fma>(x, s_raw, t, plane, scale_of) }
+}
+
+/// [`affine_planes`] on `L`'s lanes; `plane >= 1`.
+///
+/// # Safety
+/// `L` runs on this CPU.
+#[inline(always)]
+unsafe fn affine_planes_lanes<L: MathLanes>(
+    x: &mut [f32],
+    s_raw: &[f32],
+    t: &[f32],
+    plane: usize,
+    scale_of: impl Fn(usize) -> f32,
+) -> f64 {
+    const { assert!(L::WIDTH <= MAX_WIDTH) };
+    // Whole planes only, as `chunks_exact` per channel would take them.
+    let len = x.len().min(s_raw.len()).min(t.len());
+    let len = len - len % plane;
+    let (Some(x), Some(s_raw), Some(t)) = (x.get_mut(..len), s_raw.get(..len), t.get(..len)) else {
+        return 0.0;
+    };
+    let (mut total, mut partial) = (0.0f64, 0.0f64);
+    // The next element's channel and position in its plane.
+    let (mut channel, mut at) = (0usize, 0usize);
+    let groups = x
+        .chunks_mut(L::WIDTH)
+        .zip(s_raw.chunks(L::WIDTH))
+        .zip(t.chunks(L::WIDTH));
+    for ((x, s_raw), t) in groups {
+        let mut buffers = [[0.0f32; MAX_WIDTH]; 4]; // x, s_raw, t, scale
+        let [xs, ss, ts, scales] = &mut buffers;
+        for (b, v) in xs.iter_mut().zip(x.iter()) {
+            *b = *v;
+        }
+        for (b, v) in ss.iter_mut().zip(s_raw) {
+            *b = *v;
+        }
+        for (b, v) in ts.iter_mut().zip(t) {
+            *b = *v;
+        }
+        let (mut c, mut a) = (channel, at);
+        for scale in scales.iter_mut().take(x.len()) {
+            *scale = scale_of(c);
+            a += 1;
+            if a == plane {
+                (c, a) = (c + 1, 0);
+            }
+        }
+        // SAFETY: the caller's lanes; the buffers hold MAX_WIDTH >= WIDTH floats.
+        unsafe {
+            let s = L::mul(L::load(scales.as_ptr()), tanh::<L>(L::load(ss.as_ptr())));
+            let y = L::mul(
+                L::add(L::load(xs.as_ptr()), L::load(ts.as_ptr())),
+                exp::<L>(s),
+            );
+            L::store(ss.as_mut_ptr(), s);
+            L::store(xs.as_mut_ptr(), y);
+        }
+        for (x, (&y, &s)) in x.iter_mut().zip(xs.iter().zip(ss.iter())) {
+            *x = y;
+            partial += f64::from(s);
+            at += 1;
+            if at == plane {
+                total += partial;
+                (partial, at, channel) = (0.0, 0, channel + 1);
+            }
+        }
+    }
+    total
+}
+
 #[cfg(target_arch = "x86_64")]
 impl MathLanes for Avx2Fma {
     #[inline(always)]
@@ -809,6 +935,38 @@ mod tests {
                 for (a, b) in got.iter().zip(&reference) {
                     assert!(ulps_apart(*a, *b) <= 8, "{path}: {a} vs {b}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn affine_planes_is_affine_per_channel() {
+        const LEN: usize = 40;
+        let value = |i: usize, k: f32| ((i as f32 * 0.37 + k) % 3.0 - 1.5) * 2.5;
+        let (s_raw, t): ([f32; LEN], [f32; LEN]) = (
+            core::array::from_fn(|i| value(i, 0.1)),
+            core::array::from_fn(|i| value(i, 0.7)),
+        );
+        let start: [f32; LEN] = core::array::from_fn(|i| value(i, 1.3));
+        let scale_of = |c: usize| 0.5 + c as f32 * 0.1;
+        for path in KernelPath::ALL.into_iter().filter(|path| path.available()) {
+            for plane in [1, 3, 5, 8, 13, 40] {
+                let (mut got, mut want) = (start, start);
+                let log_det = affine_planes(&mut got, &s_raw, &t, plane, scale_of, path);
+                let mut want_log_det = 0.0f64;
+                for (c, ((x, s_raw), t)) in want
+                    .chunks_exact_mut(plane)
+                    .zip(s_raw.chunks_exact(plane))
+                    .zip(t.chunks_exact(plane))
+                    .enumerate()
+                {
+                    want_log_det += affine(x, s_raw, t, scale_of(c), |_| true, path);
+                }
+                assert_eq!(
+                    (got, log_det.to_bits()),
+                    (want, want_log_det.to_bits()),
+                    "{path}, plane {plane}"
+                );
             }
         }
     }
