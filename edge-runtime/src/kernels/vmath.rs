@@ -291,6 +291,14 @@ unsafe fn affine_lanes<L: MathLanes>(
         .zip(t.chunks(L::WIDTH));
     for (group, ((x, s_raw), t)) in groups.enumerate() {
         let lanes = x.len().min(s_raw.len()).min(t.len());
+        let base = group * L::WIDTH;
+        let mut keep = [false; MAX_WIDTH];
+        for (lane, keep) in keep.iter_mut().take(lanes).enumerate() {
+            *keep = changes(base + lane);
+        }
+        if !keep.contains(&true) {
+            continue; // no lane changes (a quadrant mask changes a quarter of the plane)
+        }
         let (mut xs, mut ss, mut ts) = (
             [0.0f32; MAX_WIDTH],
             [0.0f32; MAX_WIDTH],
@@ -315,9 +323,12 @@ unsafe fn affine_lanes<L: MathLanes>(
             L::store(ss.as_mut_ptr(), s);
             L::store(xs.as_mut_ptr(), y);
         }
-        let base = group * L::WIDTH;
-        for (lane, (x, (&y, &s))) in x.iter_mut().zip(xs.iter().zip(&ss)).take(lanes).enumerate() {
-            if changes(base + lane) {
+        for (x, (&y, (&s, &keep))) in x
+            .iter_mut()
+            .zip(xs.iter().zip(ss.iter().zip(&keep)))
+            .take(lanes)
+        {
+            if keep {
                 *x = y;
                 log_det += f64::from(s);
             }
