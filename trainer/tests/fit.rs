@@ -80,7 +80,7 @@ fn fit_makes_a_calibrated_gate_with_its_report_and_a_rerun_resumes() {
     let first_run = started.elapsed();
     assert_eq!((report.size.width, report.size.height), (32, 24), "4:3");
     assert_eq!(
-        (report.split.train, report.split.held_out),
+        (report.split.train(), report.split.held_out()),
         (32, 16),
         "48 frames: the last 16 held out"
     );
@@ -204,7 +204,7 @@ fn a_video_is_read_through_ffmpeg_and_split_in_blocks() {
     options.perturbations = PerturbationKinds::ALL.without(Perturbation::Occlusion);
     options.split = SplitKind::Spread;
     let report = fit::fit(&options).expect("fit succeeds on a video");
-    assert_eq!((report.split.train, report.split.held_out), (16, 16));
+    assert_eq!((report.split.train(), report.split.held_out()), (16, 16));
     let (train, held_out) = report.split_lines();
     assert_eq!(
         train,

@@ -81,11 +81,8 @@ fn write_levels(model: &str, out: &str, count: &str) -> Outcome {
     std::fs::write(out, raw).map_err(|e| format!("{out}: {e}"))
 }
 
-/// The detail gate's frame size, if `bytes` has a detail branch (gray models only).
-fn detail_frame(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
-    let model = flowgate_shared::decode(bytes)
-        .map_err(|e| e.to_string())?
-        .model;
+/// The detail gate's frame size, if `model` has a detail branch (gray models only).
+fn detail_frame(model: &flowgate_shared::Model<'_>) -> Result<Option<(usize, usize)>, String> {
     match &model.detail {
         None => Ok(None),
         Some(_) if model.input.channels != 1 => Err("only gray detail gates are timed".to_string()),
@@ -100,8 +97,9 @@ fn write_frames(model: &str, folder: &str, out: &str, count: &str) -> Outcome {
     use flowgate_edge::io::image::{list_folder, read_image};
     let count: usize = number(count)?;
     let bytes = std::fs::read(model).map_err(|e| format!("{model}: {e}"))?;
+    let decoded = flowgate_shared::decode(&bytes).map_err(|e| e.to_string())?;
     let (width, height) =
-        detail_frame(&bytes)?.ok_or_else(|| format!("{model} has no detail branch"))?;
+        detail_frame(&decoded.model)?.ok_or_else(|| format!("{model} has no detail branch"))?;
     let files = list_folder(Path::new(folder)).map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     for file in files.iter().take(count) {
@@ -137,13 +135,17 @@ fn read_levels(path: &str, frame_len: usize) -> Result<Vec<Vec<f32>>, String> {
         .collect())
 }
 
-/// Runs `score` on the frames in turn for about `seconds` after a warm-up; the per-frame
-/// times in microseconds, sorted.
-fn timed(
+/// `score` of the first frames (what the engines must agree on), then `score` run on the
+/// frames in turn for about `seconds` after a warm-up: those values, and the per-frame times
+/// in microseconds, sorted.
+fn checked_and_timed(
     frames: usize,
     seconds: f64,
     mut score: impl FnMut(usize) -> Result<f64, String>,
-) -> Result<Vec<f64>, String> {
+) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let values = (0..frames.min(8))
+        .map(&mut score)
+        .collect::<Result<Vec<_>, _>>()?;
     let warm_up = Instant::now();
     let mut index = 0;
     while warm_up.elapsed() < Duration::from_millis(300) {
@@ -159,7 +161,7 @@ fn timed(
         index += 1;
     }
     times.sort_by(f64::total_cmp);
-    Ok(times)
+    Ok((values, times))
 }
 
 /// One JSON line: the latency quartiles, and `checked` (bits_per_dim or ood_score) of the
@@ -182,7 +184,7 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
     let bytes = std::fs::read(model).map_err(|e| format!("{model}: {e}"))?;
     let validated = flowgate_shared::decode(&bytes).map_err(|e| e.to_string())?;
     let (spec, macs) = (validated.model.input, validated.summary.macs_per_frame);
-    let detail = detail_frame(&bytes)?;
+    let detail = detail_frame(&validated.model)?;
     let shape = match detail {
         Some((width, height)) => [1, 1, height, width],
         None => [
@@ -193,7 +195,6 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
         ],
     };
     let frames = read_levels(levels, shape.iter().product())?;
-    let check: Vec<usize> = (0..frames.len().min(8)).collect();
     // What the engines must agree on: the thumbnail's bits/dim, or a detail gate's combined
     // OOD score (the graph's fourth output).
     let (checked, output) = match detail {
@@ -210,13 +211,13 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
                     .map_err(|e| e.to_string())?;
             }
             let mut scratch = vec![0f32; gate.scratch_len()];
-            let values = if let Some((width, height)) = detail {
+            let (values, times) = if let Some((width, height)) = detail {
                 // Whole frames as the camera hands them over: gray bytes.
                 let pixels: Vec<Vec<u8>> = frames
                     .iter()
                     .map(|f| f.iter().map(|&v| v as u8).collect())
                     .collect();
-                let mut score = |index: usize| {
+                let score = |index: usize| {
                     let frame = Frame::packed(
                         &pixels[index],
                         width as u32,
@@ -228,26 +229,18 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
                         .map(|verdict| verdict.ood_score)
                         .map_err(|e| e.to_string())
                 };
-                let values = check
-                    .iter()
-                    .map(|&i| score(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (values, timed(frames.len(), seconds, score)?)
+                checked_and_timed(frames.len(), seconds, score)?
             } else {
-                let mut score = |index: usize| {
+                let score = |index: usize| {
                     let input = &frames[index];
                     scratch[..input.len()].copy_from_slice(input);
                     gate.score_levels_in_scratch(&mut scratch)
                         .map(|verdict| verdict.bits_per_dim)
                         .map_err(|e| e.to_string())
                 };
-                let values = check
-                    .iter()
-                    .map(|&i| score(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (values, timed(frames.len(), seconds, score)?)
+                checked_and_timed(frames.len(), seconds, score)?
             };
-            report(engine, macs, &values.1, checked, &values.0);
+            report(engine, macs, &times, checked, &values);
         }
         "tract" => {
             let plan = tract_onnx::onnx()
@@ -276,11 +269,7 @@ fn time(engine: &str, model: &str, onnx: &str, levels: &str, seconds: &str) -> O
                     .map(|&b| f64::from(b))
                     .ok_or_else(|| format!("an empty {checked} output"))
             };
-            let values = check
-                .iter()
-                .map(|&i| score(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let times = timed(frames.len(), seconds, score)?;
+            let (values, times) = checked_and_timed(frames.len(), seconds, score)?;
             report(engine, macs, &times, checked, &values);
         }
         other => {

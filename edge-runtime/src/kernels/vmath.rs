@@ -168,10 +168,7 @@ unsafe fn tanh_slice<L: MathLanes>(data: &mut [f32]) {
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
-        let mut buffer = [0.0f32; MAX_WIDTH];
-        for (b, x) in buffer.iter_mut().zip(tail.iter()) {
-            *b = *x;
-        }
+        let mut buffer = padded(tail);
         let at = buffer.as_mut_ptr();
         // SAFETY: the caller's lanes; `buffer` holds MAX_WIDTH >= WIDTH floats.
         unsafe { L::store(at, tanh::<L>(L::load(at))) };
@@ -299,30 +296,9 @@ unsafe fn affine_lanes<L: MathLanes>(
         if !keep.contains(&true) {
             continue; // no lane changes (a quadrant mask changes a quarter of the plane)
         }
-        let (mut xs, mut ss, mut ts) = (
-            [0.0f32; MAX_WIDTH],
-            [0.0f32; MAX_WIDTH],
-            [0.0f32; MAX_WIDTH],
-        );
-        for (b, v) in xs.iter_mut().zip(x.iter()) {
-            *b = *v;
-        }
-        for (b, v) in ss.iter_mut().zip(s_raw) {
-            *b = *v;
-        }
-        for (b, v) in ts.iter_mut().zip(t) {
-            *b = *v;
-        }
-        // SAFETY: the caller's lanes; the buffers hold MAX_WIDTH >= WIDTH floats.
-        unsafe {
-            let s = L::mul(L::splat(scale), tanh::<L>(L::load(ss.as_ptr())));
-            let y = L::mul(
-                L::add(L::load(xs.as_ptr()), L::load(ts.as_ptr())),
-                exp::<L>(s),
-            );
-            L::store(ss.as_mut_ptr(), s);
-            L::store(xs.as_mut_ptr(), y);
-        }
+        let (mut xs, mut ss) = (padded(x), padded(s_raw));
+        // SAFETY: the caller's lanes.
+        unsafe { affine_vector::<L>(&mut xs, &mut ss, &padded(t), L::splat(scale)) };
         for (x, (&y, (&s, &keep))) in x
             .iter_mut()
             .zip(xs.iter().zip(ss.iter().zip(&keep)))
@@ -335,6 +311,42 @@ unsafe fn affine_lanes<L: MathLanes>(
         }
     }
     log_det
+}
+
+/// `values` (at most [`MAX_WIDTH`]) in a zero-padded vector-sized buffer.
+#[inline(always)]
+fn padded(values: &[f32]) -> [f32; MAX_WIDTH] {
+    let mut buffer = [0.0f32; MAX_WIDTH];
+    for (b, v) in buffer.iter_mut().zip(values) {
+        *b = *v;
+    }
+    buffer
+}
+
+/// One vector of the coupling algebra on padded buffers, the lanes scaled by `scale`:
+/// `s = scale * tanh(s_raw)` into `ss` (which holds `s_raw`), `(x + t) * exp(s)` into `xs`
+/// (which holds `x`).
+///
+/// # Safety
+/// `L` runs on this CPU.
+#[inline(always)]
+unsafe fn affine_vector<L: MathLanes>(
+    xs: &mut [f32; MAX_WIDTH],
+    ss: &mut [f32; MAX_WIDTH],
+    ts: &[f32; MAX_WIDTH],
+    scale: L::V,
+) {
+    const { assert!(L::WIDTH <= MAX_WIDTH) };
+    // SAFETY: the caller's lanes; the buffers hold MAX_WIDTH >= WIDTH floats.
+    unsafe {
+        let s = L::mul(scale, tanh::<L>(L::load(ss.as_ptr())));
+        let y = L::mul(
+            L::add(L::load(xs.as_ptr()), L::load(ts.as_ptr())),
+            exp::<L>(s),
+        );
+        L::store(ss.as_mut_ptr(), s);
+        L::store(xs.as_mut_ptr(), y);
+    }
 }
 
 /// [`affine`] with every element changing, on each whole `plane` of the slices in turn
@@ -421,17 +433,8 @@ unsafe fn affine_planes_lanes<L: MathLanes>(
         .zip(s_raw.chunks(L::WIDTH))
         .zip(t.chunks(L::WIDTH));
     for ((x, s_raw), t) in groups {
-        let mut buffers = [[0.0f32; MAX_WIDTH]; 4]; // x, s_raw, t, scale
-        let [xs, ss, ts, scales] = &mut buffers;
-        for (b, v) in xs.iter_mut().zip(x.iter()) {
-            *b = *v;
-        }
-        for (b, v) in ss.iter_mut().zip(s_raw) {
-            *b = *v;
-        }
-        for (b, v) in ts.iter_mut().zip(t) {
-            *b = *v;
-        }
+        let (mut xs, mut ss) = (padded(x), padded(s_raw));
+        let mut scales = [0.0f32; MAX_WIDTH];
         let (mut c, mut a) = (channel, at);
         for scale in scales.iter_mut().take(x.len()) {
             *scale = scale_of(c);
@@ -440,15 +443,10 @@ unsafe fn affine_planes_lanes<L: MathLanes>(
                 (c, a) = (c + 1, 0);
             }
         }
-        // SAFETY: the caller's lanes; the buffers hold MAX_WIDTH >= WIDTH floats.
+        // SAFETY: the caller's lanes; `scales` holds MAX_WIDTH >= WIDTH floats.
         unsafe {
-            let s = L::mul(L::load(scales.as_ptr()), tanh::<L>(L::load(ss.as_ptr())));
-            let y = L::mul(
-                L::add(L::load(xs.as_ptr()), L::load(ts.as_ptr())),
-                exp::<L>(s),
-            );
-            L::store(ss.as_mut_ptr(), s);
-            L::store(xs.as_mut_ptr(), y);
+            let scales = L::load(scales.as_ptr());
+            affine_vector::<L>(&mut xs, &mut ss, &padded(t), scales);
         }
         for (x, (&y, &s)) in x.iter_mut().zip(xs.iter().zip(ss.iter())) {
             *x = y;

@@ -87,7 +87,7 @@ pub fn detail(args: DetailArgs) -> Result<()> {
     })?;
     atomic_write::write_bytes(&args.out, &bytes)?;
     let (frame, patches) = report.standardise;
-    let held = report.split.held_out;
+    let held = report.split.held_out();
     let frame_names = |position: usize| Some((report.frames.start + position).to_string());
     println!(
         "detail branch: {}x{} frames, {}x{} grid, patch model trained on {} patches of frames {} ({} steps{})",

@@ -97,7 +97,7 @@ impl DetailReport {
     /// One line for fit's report: the branch, its cost, and what the combined decision
     /// rejects of the held-out frames.
     pub fn line(&self, options: &DetailOptions) -> String {
-        let held = self.split.held_out;
+        let held = self.split.held_out();
         format!(
             "{}x{} grid of patches of the {}x{} frames ({} MACs per patch, {} per frame in all); \
              combined threshold {:.4} rejects {}/{held} held-out frames (thumbnail alone {}/{held}, \

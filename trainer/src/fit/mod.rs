@@ -191,7 +191,7 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let origins = &frames.manifest.origins;
     step(&format!(
         "{} frames{}: training on {}; held out for early stopping and calibration: {} ({})",
-        split.frames,
+        split.frames(),
         if frames.reused {
             " (reused from the work folder)"
         } else {
@@ -306,13 +306,16 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     ));
     let int8 = quantized(&gate_dir.join(files::EXPORTED_MODEL))?;
     let (train_set, held_out) = training::training_data(&configs.student, &work)?;
-    if (train_set.count, held_out.count) != (split.train, split.held_out) {
+    if (train_set.count, held_out.count) != (split.train(), split.held_out()) {
         return Err(FitError::WorkFolder {
             path: frames.dir.clone(),
             reason: format!(
                 "read {} training and {} held-out frames, the manifest says {} and {}; delete \
                  the work folder and run again",
-                train_set.count, held_out.count, split.train, split.held_out
+                train_set.count,
+                held_out.count,
+                split.train(),
+                split.held_out()
             ),
         });
     }
@@ -424,7 +427,7 @@ fn with_detail(
         input: options.input.clone(),
         work: work.join(DETAIL_RUN),
         frames: options.frames.clone(),
-        held_out: Some(split.held_out),
+        held_out: Some(split.held_out()),
         split: split.kind,
         rate: Some(options.rate),
         grid: crate::detail::DEFAULT_GRID,

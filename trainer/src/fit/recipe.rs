@@ -51,7 +51,7 @@ impl Recipes {
             config.model.width = width;
             config.model.height = height;
             config.data.dataset = DatasetSource::Folder(frames_dir.to_path_buf());
-            config.data.validation = split.held_out;
+            config.data.validation = split.held_out();
             config.data.validation_blocks = split.blocks();
             config.data.validation_guard = split.guard();
             // Every frame but the held-out ones and their guards trains.

@@ -246,7 +246,7 @@ impl Report {
                 "frames",
                 format!(
                     "{} in {} ({})",
-                    self.split.frames,
+                    self.split.frames(),
                     self.work.display(),
                     if self.frames_reused {
                         "reused from an earlier run"

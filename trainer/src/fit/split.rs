@@ -47,13 +47,7 @@ pub enum SplitKind {
 /// How `frames` frames split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
-    /// Frames in all.
-    pub frames: usize,
-    /// Frames that train.
-    pub train: usize,
-    /// Frames held out.
-    pub held_out: usize,
-    /// Where they lie.
+    /// Which frames train and which are held out.
     pub layout: HeldOutLayout,
     /// How they were placed.
     pub kind: SplitKind,
@@ -92,13 +86,22 @@ impl Split {
             }
         };
         let layout = HeldOutLayout::new(frames, held_out, blocks, guard);
-        Split {
-            frames,
-            train: layout.train_count(),
-            held_out: layout.held_out_count(),
-            layout,
-            kind,
-        }
+        Split { layout, kind }
+    }
+
+    /// Frames in all.
+    pub fn frames(&self) -> usize {
+        self.layout.count
+    }
+
+    /// Frames that train.
+    pub fn train(&self) -> usize {
+        self.layout.train_count()
+    }
+
+    /// Frames held out.
+    pub fn held_out(&self) -> usize {
+        self.layout.held_out_count()
     }
 
     /// Blocks the held-out frames lie in.
@@ -114,11 +117,11 @@ impl Split {
     /// What the split holds out, for a reader.
     pub fn held_out_how(&self) -> String {
         match self.kind {
-            SplitKind::End => format!("the last {} frames (--split end)", self.held_out),
+            SplitKind::End => format!("the last {} frames (--split end)", self.held_out()),
             SplitKind::Spread => format!(
                 "{} frames in {} blocks spread over the footage, {} frames dropped on each side \
                  of each block ({} in all) (--split spread)",
-                self.held_out,
+                self.held_out(),
                 self.blocks(),
                 self.guard(),
                 self.layout.dropped_count()
@@ -174,7 +177,7 @@ mod tests {
     #[test]
     fn the_last_tenth_is_held_out_but_never_fewer_than_sixteen() {
         let split =
-            |n| Split::of(n, Path::new("in"), SplitKind::End).map(|s| (s.train, s.held_out));
+            |n| Split::of(n, Path::new("in"), SplitKind::End).map(|s| (s.train(), s.held_out()));
         assert_eq!(split(795).unwrap(), (715, 80));
         assert_eq!(split(600).unwrap(), (540, 60));
         assert_eq!(split(164).unwrap(), (147, 17));
@@ -195,7 +198,7 @@ mod tests {
     fn spread_holds_out_a_tenth_in_blocks_with_guards() {
         let split = |n| {
             Split::of(n, Path::new("in"), SplitKind::Spread)
-                .map(|s| (s.train, s.held_out, s.blocks(), s.guard()))
+                .map(|s| (s.train(), s.held_out(), s.blocks(), s.guard()))
         };
         // vtest's 600 frames: 60 held out in 7 blocks of 8-9, 4 dropped beside each.
         assert_eq!(split(600).unwrap(), (488, 60, 7, 4));
@@ -207,7 +210,7 @@ mod tests {
         assert_eq!(split(32).unwrap(), (16, 16, 2, 0));
         for frames in 32..400 {
             let split = Split::of(frames, Path::new("in"), SplitKind::Spread).unwrap();
-            assert!(split.train >= split.held_out, "{frames}");
+            assert!(split.train() >= split.held_out(), "{frames}");
             assert_eq!(split.layout.held_out.last().map(|b| b.end), Some(frames));
         }
     }
