@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Another camera, fitted as a user would fit theirs: `flowgate fit` with its defaults (the
-# 20-minute budget, the detail branch), then the same evaluation as the main camera's: every
-# fault kind made at the camera's own resolution from held-out normal frames, other scenes
-# scaled to that resolution, everything gated at full size; and the statistics baseline on
-# the same sets.
+# Another camera, fitted as a user would fit theirs: `flowgate fit --input FOOTAGE --out
+# GATE` with nothing else (fit's defaults: the 20-minute budget, the detail branch, the last
+# tenth held out), the gate checked against the Raspberry Pi 4's budget; then the same
+# evaluation as the main camera's: every fault kind made at the camera's own resolution from
+# held-out normal frames, other scenes scaled to that resolution, everything gated at full
+# size; and the statistics baseline on the same sets.
 #
 #   bash scripts/second-camera.sh [door|classroom|finches|arena]
 #
@@ -30,8 +31,8 @@
 #     frames 0..=1999     fit (a tenth held out)
 #     frames 2000..=2999  normal test frames (every 4th: 250 frames), and the fault sets
 #
-# Environment: RUNS (default runs/), MINUTES (fit's --minutes, default 20), SPLIT (fit's and
-# the baseline's --split: end, the default, or spread). Outputs land in
+# Environment: RUNS (default runs/), MINUTES (fit's --minutes; fit's default is 20), SPLIT
+# (fit's and the baseline's --split: end, the default, or spread). Outputs land in
 # $RUNS/second-camera-CAMERA/ (second-camera-CAMERA-SPLIT/ when SPLIT is set): gate.fgm with
 # its report, the sets, score CSVs, eval.json, baseline.json.
 set -euo pipefail
@@ -82,11 +83,15 @@ thin() {
 
 cargo build --release -q -p flowgate-trainer -p flowgate-edge
 
-step "fit the gate on frames $fit_frames (flowgate fit, --minutes ${MINUTES:-20})"
-"$flowgate" fit --input "$video" --frames "$fit_frames" --minutes "${MINUTES:-20}" \
-    --board firmware-configs/raspberry-pi-4.toml --split "${SPLIT:-end}" --out "$out/gate.fgm" \
-    --work "$out/fit"
-"$edge" inspect "$out/gate.fgm"
+# The footage a user would hand fit: a folder of the camera's frames (gray, as the test
+# sets are made), nothing else. fit holds out a tenth of it, works in gate.fit/ beside the
+# gate, and needs no other argument; MINUTES and SPLIT pass --minutes and --split when set.
+step "the footage: frames $fit_frames at $size into $out/footage"
+"$flowgate" frames "$video" --out "$out/footage" --gray --last "$fit_last" --overwrite
+step "flowgate fit --input $out/footage --out $out/gate.fgm${MINUTES:+ --minutes $MINUTES}${SPLIT:+ --split $SPLIT}"
+"$flowgate" fit --input "$out/footage" --out "$out/gate.fgm" \
+    ${MINUTES:+--minutes "$MINUTES"} ${SPLIT:+--split "$SPLIT"}
+"$edge" inspect "$out/gate.fgm" --board firmware-configs/raspberry-pi-4.toml
 
 step "held-out frames $test_first.. at $size (every ${test_every}th), gray, and the faults made from them"
 "$flowgate" frames "$video" --out "$out/sets/normal" --gray --first "$test_first" --overwrite
@@ -116,7 +121,8 @@ done
     --json "$out/eval.json" --plots "$out/plots"
 
 step "the statistics baseline on the same sets (trained on frames 0..=$fit_last at $size, every ${test_every}th)"
-"$flowgate" frames "$video" --out "$out/sets/train" --gray --last "$fit_last" --overwrite
+rm -rf "$out/sets/train"
+cp -r "$out/footage" "$out/sets/train"
 thin "$out/sets/train" "$test_every"
 "$flowgate" baseline --train "$out/sets/train" --held-out $(( (held_out + test_every - 1) / test_every )) \
     --split "${SPLIT:-end}" --in-dist "$out/sets/normal" "${baseline_flags[@]}" \

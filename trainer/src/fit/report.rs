@@ -200,11 +200,8 @@ impl Report {
         if let Some(worst) = self.least_normal.first() {
             let _ = writeln!(
                 text,
-                "least normal training frame: {} ({}, {:.4} bits/dim); the report lists {}",
-                worst.origin,
-                worst.file,
-                worst.bits_per_dim,
-                self.least_normal.len()
+                "{}",
+                least_normal_line(worst, self.least_normal.len())
             );
         }
         let (html, _) = report_paths(&self.gate);
@@ -359,6 +356,20 @@ impl Report {
     }
 }
 
+/// The summary's line on the least normal training frame, of `listed` in the report.
+fn least_normal_line(worst: &Outlier, listed: usize) -> String {
+    // A folder's frames keep their file names, so there the origin is the file: name it once.
+    let file = if worst.origin == worst.file {
+        String::new()
+    } else {
+        format!("{}, ", worst.file)
+    };
+    format!(
+        "least normal training frame: {} ({file}{:.4} bits/dim); the report lists {listed}",
+        worst.origin, worst.bits_per_dim
+    )
+}
+
 /// The board line of the report, when `--board` was given.
 pub fn board_line(board: Option<&Board>, cost: &Cost) -> Option<String> {
     board.map(|board| board.describe(cost))
@@ -375,6 +386,29 @@ mod tests {
         let order: Vec<&str> = found.iter().map(|o| o.origin.as_str()).collect();
         assert_eq!(order, ["c", "b", "d"]);
         assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
+
+    #[test]
+    fn the_least_normal_frame_is_named_once_when_its_origin_is_its_file() {
+        let from_video = Outlier {
+            origin: "frame 360".into(),
+            file: "frame-000360.png".into(),
+            bits_per_dim: 7.87109,
+        };
+        assert_eq!(
+            least_normal_line(&from_video, 10),
+            "least normal training frame: frame 360 (frame-000360.png, 7.8711 bits/dim); \
+             the report lists 10"
+        );
+        let from_folder = Outlier {
+            origin: "frame-001303.png".into(),
+            file: "frame-001303.png".into(),
+            bits_per_dim: 4.09061,
+        };
+        assert_eq!(
+            least_normal_line(&from_folder, 10),
+            "least normal training frame: frame-001303.png (4.0906 bits/dim); the report lists 10"
+        );
     }
 
     #[test]
