@@ -59,8 +59,8 @@ case $camera in
     *) echo "second-camera.sh: unknown camera '$camera' (door, classroom, finches or arena)" >&2; exit 2 ;;
 esac
 fit_last=$((${fit_frames#*..} - 1))
-# fit's held-out count (fit/split.rs: a tenth, rounded up; both cameras have enough frames
-# for its floor of 16 not to matter), for the baseline's threshold: `flowgate baseline` holds
+# fit's held-out count (fit/split.rs: a tenth, rounded up; every camera here has enough
+# frames for its floor of 16 not to matter: the fewest, classroom's 200, hold out 20), for the baseline's threshold: `flowgate baseline` holds
 # out as many of its (thinned) training frames, placed as fit places them (--split).
 held_out=$(( (${fit_frames#*..} + 9) / 10 ))
 
