@@ -32,9 +32,10 @@
 #     frames 2000..=2999  normal test frames (every 4th: 250 frames), and the fault sets
 #
 # Environment: RUNS (default runs/), MINUTES (fit's --minutes; fit's default is 20), SPLIT
-# (fit's and the baseline's --split: end, the default, or spread). Outputs land in
-# $RUNS/second-camera-CAMERA/ (second-camera-CAMERA-SPLIT/ when SPLIT is set): gate.fgm with
-# its report, the sets, score CSVs, eval.json, baseline.json.
+# (fit's and the baseline's --split: end, the default, or spread), PASTE (fit's
+# --paste-objects SHARE), JITTER (fit's --exposure-jitter L). Outputs land in
+# $RUNS/second-camera-CAMERA/ (with -SPLIT, -pasteSHARE and -jitterL appended when set): gate.fgm with its report, the sets, score CSVs,
+# eval.json, baseline.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,7 +65,7 @@ fit_last=$((${fit_frames#*..} - 1))
 # out as many of its (thinned) training frames, placed as fit places them (--split).
 held_out=$(( (${fit_frames#*..} + 9) / 10 ))
 
-out="${RUNS:-runs}/second-camera-$camera${SPLIT:+-$SPLIT}"
+out="${RUNS:-runs}/second-camera-$camera${SPLIT:+-$SPLIT}${PASTE:+-paste$PASTE}${JITTER:+-jitter$JITTER}"
 target=${CARGO_TARGET_DIR:-target}
 flowgate=$target/release/flowgate
 edge=$target/release/flowgate-edge
@@ -85,12 +86,13 @@ cargo build --release -q -p flowgate-trainer -p flowgate-edge
 
 # The footage a user would hand fit: a folder of the camera's frames (gray, as the test
 # sets are made), nothing else. fit holds out a tenth of it, works in gate.fit/ beside the
-# gate, and needs no other argument; MINUTES and SPLIT pass --minutes and --split when set.
+# gate, and needs no other argument; MINUTES, SPLIT, PASTE and JITTER pass --minutes,
+# --split, --paste-objects and --exposure-jitter when set.
 step "the footage: frames $fit_frames at $size into $out/footage"
 "$flowgate" frames "$video" --out "$out/footage" --gray --last "$fit_last" --overwrite
-step "flowgate fit --input $out/footage --out $out/gate.fgm${MINUTES:+ --minutes $MINUTES}${SPLIT:+ --split $SPLIT}"
+step "flowgate fit --input $out/footage --out $out/gate.fgm${MINUTES:+ --minutes $MINUTES}${SPLIT:+ --split $SPLIT}${PASTE:+ --paste-objects $PASTE}${JITTER:+ --exposure-jitter $JITTER}"
 "$flowgate" fit --input "$out/footage" --out "$out/gate.fgm" \
-    ${MINUTES:+--minutes "$MINUTES"} ${SPLIT:+--split "$SPLIT"}
+    ${MINUTES:+--minutes "$MINUTES"} ${SPLIT:+--split "$SPLIT"} ${PASTE:+--paste-objects "$PASTE"} ${JITTER:+--exposure-jitter "$JITTER"}
 "$edge" inspect "$out/gate.fgm" --board firmware-configs/raspberry-pi-4.toml
 
 step "held-out frames $test_first.. at $size (every ${test_every}th), gray, and the faults made from them"

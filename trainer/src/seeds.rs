@@ -32,6 +32,10 @@ pub enum Stream {
     ExtractorDequantization,
     /// Where the detail branch's training patches are taken, per frame.
     DetailPatches,
+    /// `data.paste_objects`' synthetic training images (drawn once).
+    PastedObjects,
+    /// `data.exposure_jitter`'s shifted copies (drawn once).
+    ExposureJitter,
 }
 
 impl Stream {
@@ -46,6 +50,8 @@ impl Stream {
             Stream::ExtractorBatchOrder => 7,
             Stream::ExtractorDequantization => 8,
             Stream::DetailPatches => 9,
+            Stream::PastedObjects => 10,
+            Stream::ExposureJitter => 11,
         }
     }
 }

@@ -161,13 +161,30 @@ pub fn train_on_images(
 }
 
 /// A config's training and held-out images, refused when there is nothing to train on or,
-/// with early stopping, nothing to stop on.
+/// with early stopping, nothing to stop on; with `data.paste_objects` or
+/// `data.exposure_jitter`, their synthetic images ([`crate::data::augment`]) follow the
+/// training ones.
 pub(crate) fn checked_training_data(
     config: &TrainConfig,
     data_dir: &Path,
 ) -> Result<(ImageSet, ImageSet)> {
-    let (train_set, held_out) = training_data(config, data_dir)?;
+    let (mut train_set, held_out) = training_data(config, data_dir)?;
     check_sets(config, &train_set, &held_out)?;
+    if let Some(share) = config.data.paste_objects.filter(|&share| share > 0.0) {
+        let mut rng = seeds::generator(config.train.seed, Stream::PastedObjects, 0);
+        let pasted = crate::data::augment::paste_objects(&train_set, share, &mut rng);
+        eprintln!("{}", pasted.describe());
+        train_set = pasted.set;
+    }
+    if let Some(levels) = config.data.exposure_jitter.filter(|&levels| levels > 0.0) {
+        let mut rng = seeds::generator(config.train.seed, Stream::ExposureJitter, 0);
+        let original = train_set.count;
+        train_set = crate::data::augment::with_exposure_jitter(&train_set, levels, &mut rng);
+        eprintln!(
+            "exposure jitter: {} copies of the training images shifted by up to {levels} levels",
+            train_set.count - original
+        );
+    }
     Ok((train_set, held_out))
 }
 

@@ -65,6 +65,8 @@ fn options(input: &Path, out: &Path) -> FitOptions {
         frames: None,
         perturbations: PerturbationKinds::ALL,
         split: SplitKind::End,
+        paste_objects: None,
+        exposure_jitter: None,
     }
 }
 

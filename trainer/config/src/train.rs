@@ -45,6 +45,19 @@ pub struct DataConfig {
     /// (a background model for likelihood-ratio scores; Ren et al. 2019 use 0.1 to 0.3).
     #[serde(default)]
     pub mutation_rate: Option<f64>,
+    /// Add this many synthetic images per training image (0.5: half as many again), each a
+    /// training image with a moving object of another one (pixels that differ from the
+    /// footage's median background) pasted at a random place. For cameras whose moving
+    /// objects (people, animals) may turn up where the training footage never showed them;
+    /// held-out images are never pasted on. `None` or 0: none.
+    #[serde(default)]
+    pub paste_objects: Option<f64>,
+    /// Add a copy of every training image with all its levels shifted by one random offset
+    /// in [-L, L] levels, rounded stochastically per level (an offset of 0.3 moves 30% of
+    /// the levels by one). A camera's exposure drifts by fractions of a level, which a flow
+    /// fitted to very still footage charges heavily. `None` or 0: none.
+    #[serde(default)]
+    pub exposure_jitter: Option<f64>,
     /// Use only the first `limit` training images (quick runs and tests).
     #[serde(default)]
     pub limit: Option<usize>,
@@ -208,6 +221,27 @@ impl TrainConfig {
         {
             return Some(format!("data.mutation_rate must be in [0, 1], got {rate}"));
         }
+        if let Some(share) = data.paste_objects
+            && !(0.0..=4.0).contains(&share)
+        {
+            return Some(format!("data.paste_objects must be in [0, 4], got {share}"));
+        }
+        if let Some(levels) = data.exposure_jitter
+            && !(0.0..=16.0).contains(&levels)
+        {
+            return Some(format!(
+                "data.exposure_jitter must be in [0, 16] levels, got {levels}"
+            ));
+        }
+        if data.paste_objects.is_some_and(|share| share > 0.0)
+            && !matches!(data.dataset, DatasetSource::Folder(_))
+        {
+            return Some(
+                "data.paste_objects is for a fixed camera's frames (a folder dataset), not an \
+                 idx dataset"
+                    .into(),
+            );
+        }
         if data.limit == Some(0) {
             return Some("data.limit must be positive (omit it to train on every image)".into());
         }
@@ -322,5 +356,48 @@ steps = 10
         let empty_image = MINIMAL.replace("height = 28", "height = 0");
         let error = TrainConfig::from_toml(&empty_image, "t").unwrap_err();
         assert!(error.to_string().contains("model.height"), "{error}");
+    }
+
+    #[test]
+    fn pasted_objects_are_for_a_folder_of_frames_and_a_sane_share() {
+        let with_data = |dataset: &str, share: &str| {
+            let text = MINIMAL.replace(
+                "dataset = \"fashion-mnist\"",
+                &format!("dataset = {dataset}\npaste_objects = {share}"),
+            );
+            TrainConfig::from_toml(&text, "t")
+        };
+        let folder = "{ folder = \"frames\" }";
+        let config = with_data(folder, "0.5").expect("a camera's frames may be pasted on");
+        assert_eq!(config.data.paste_objects, Some(0.5));
+        for (dataset, share) in [(folder, "-1.0"), (folder, "nan"), (folder, "5.0")] {
+            let error = with_data(dataset, share).unwrap_err().to_string();
+            assert!(
+                error.contains("data.paste_objects must be in"),
+                "{share}: {error}"
+            );
+        }
+        let error = with_data("\"fashion-mnist\"", "0.5")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a folder dataset"), "{error}");
+        // 0 pastes nothing, so any dataset takes it.
+        assert!(with_data("\"fashion-mnist\"", "0.0").is_ok());
+    }
+
+    #[test]
+    fn exposure_jitter_is_a_sane_number_of_levels() {
+        let jitter = |levels: &str| {
+            let text = MINIMAL.replace(
+                "dataset = \"fashion-mnist\"",
+                &format!("dataset = \"fashion-mnist\"\nexposure_jitter = {levels}"),
+            );
+            TrainConfig::from_toml(&text, "t")
+        };
+        assert_eq!(jitter("1.5").unwrap().data.exposure_jitter, Some(1.5));
+        for levels in ["-0.5", "nan", "17.0"] {
+            let error = jitter(levels).unwrap_err().to_string();
+            assert!(error.contains("data.exposure_jitter"), "{levels}: {error}");
+        }
     }
 }

@@ -51,6 +51,8 @@ pub fn fit(args: FitArgs) -> Result<()> {
         frames: args.frames,
         perturbations: crate::distil::PerturbationKinds::ALL.without_all(&args.without),
         split: args.split,
+        paste_objects: args.paste_objects,
+        exposure_jitter: args.exposure_jitter,
     };
     let report = crate::fit::fit(&options)
         .with_context(|| format!("fitting a gate to {}", options.input.display()))?;

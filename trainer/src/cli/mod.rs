@@ -220,6 +220,18 @@ pub struct FitArgs {
     /// rest (fit warns when its threshold suggests so).
     #[arg(long, value_enum, default_value_t = crate::fit::SplitKind::End)]
     pub split: crate::fit::SplitKind,
+    /// Train both the teacher and the gate on SHARE synthetic frames per training frame as
+    /// well (0.5: half as many again): a training frame with a moving object of another one
+    /// pasted at a random place, for footage whose objects (a person, an animal) may later
+    /// turn up where it never showed them. Sets `data.paste_objects` in both recipes.
+    #[arg(long, value_name = "SHARE")]
+    pub paste_objects: Option<f64>,
+    /// Train both the teacher and the gate on a copy of every training frame with all its
+    /// levels shifted by a random offset of up to L levels as well (fractions rounded
+    /// stochastically): for very still footage whose exposure later drifts by fractions of a
+    /// level. Sets `data.exposure_jitter` in both recipes.
+    #[arg(long, value_name = "L")]
+    pub exposure_jitter: Option<f64>,
 }
 
 /// Arguments of `detail`.

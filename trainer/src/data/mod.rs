@@ -3,6 +3,7 @@
 //! `scripts/fetch-data.sh` fills the data dir; [`load`] reads a named split
 //! from it and [`summary`] describes everything in it.
 
+pub mod augment;
 mod dataset;
 mod held_out;
 mod image_set;

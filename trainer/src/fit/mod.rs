@@ -78,6 +78,11 @@ pub struct FitOptions {
     pub perturbations: PerturbationKinds,
     /// Where the held-out frames lie ([`SplitKind`]).
     pub split: SplitKind,
+    /// Both recipes' `data.paste_objects` (synthetic frames with moving objects pasted at
+    /// random places); `None`: the recipes' own.
+    pub paste_objects: Option<f64>,
+    /// Both recipes' `data.exposure_jitter`; `None`: the recipes' own.
+    pub exposure_jitter: Option<f64>,
 }
 
 impl FitOptions {
@@ -142,7 +147,9 @@ pub fn fit(options: &FitOptions) -> FitResult<Report> {
     let recipes = Recipes::load(
         options.teacher_config.as_deref(),
         options.student_config.as_deref(),
-    )?;
+    )?
+    .with_pasted_objects(options.paste_objects)
+    .with_exposure_jitter(options.exposure_jitter);
     let camera = input.frame_size()?;
     let size = size::choose(camera, &recipes)?;
     step(&format!("gate input {size}"));

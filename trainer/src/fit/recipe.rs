@@ -35,6 +35,25 @@ impl Recipes {
         })
     }
 
+    /// Both recipes with `data.paste_objects` set to `share` when given (checked with the
+    /// camera's fields by [`Recipes::for_camera`]).
+    pub fn with_pasted_objects(mut self, share: Option<f64>) -> Self {
+        if let Some(share) = share {
+            self.teacher.data.paste_objects = Some(share);
+            self.student.data.paste_objects = Some(share);
+        }
+        self
+    }
+
+    /// Both recipes with `data.exposure_jitter` set to `levels` when given.
+    pub fn with_exposure_jitter(mut self, levels: Option<f64>) -> Self {
+        if let Some(levels) = levels {
+            self.teacher.data.exposure_jitter = Some(levels);
+            self.student.data.exposure_jitter = Some(levels);
+        }
+        self
+    }
+
     /// Both recipes with the camera's fields set: input `width` x `height` gray, the frames
     /// of `frames_dir` as the dataset with `split`'s frames held out, and `steps` (when
     /// given) as both trainings' step count and as the cap of the extractor's pretraining.
@@ -115,5 +134,29 @@ mod tests {
             panic!("the teacher is a flow on embeddings");
         };
         assert_eq!(extractor.steps, 7);
+        assert_eq!(filled.teacher.data.paste_objects, None);
+    }
+
+    #[test]
+    fn pasted_objects_reach_both_recipes_and_are_checked() {
+        let split = Split::of(200, Path::new("in"), super::super::SplitKind::End).unwrap();
+        let camera = |share| {
+            Recipes::load(None, None)
+                .unwrap()
+                .with_pasted_objects(share)
+                .for_camera((32, 18), Path::new("/tmp/frames"), &split, None)
+        };
+        let filled = camera(Some(1.5)).unwrap();
+        assert_eq!(filled.teacher.data.paste_objects, Some(1.5));
+        assert_eq!(filled.student.data.paste_objects, Some(1.5));
+        let error = camera(Some(-1.0)).unwrap_err().to_string();
+        assert!(error.contains("data.paste_objects"), "{error}");
+        let jittered = Recipes::load(None, None)
+            .unwrap()
+            .with_exposure_jitter(Some(1.0))
+            .for_camera((32, 18), Path::new("/tmp/frames"), &split, None)
+            .unwrap();
+        assert_eq!(jittered.teacher.data.exposure_jitter, Some(1.0));
+        assert_eq!(jittered.student.data.exposure_jitter, Some(1.0));
     }
 }
