@@ -34,8 +34,8 @@
 # Environment: RUNS (default runs/), MINUTES (fit's --minutes; fit's default is 20), SPLIT
 # (fit's and the baseline's --split: end, the default, or spread), PASTE (fit's
 # --paste-objects SHARE), JITTER (fit's --exposure-jitter L). Outputs land in
-# $RUNS/second-camera-CAMERA/ (with -SPLIT, -pasteSHARE and -jitterL appended when set): gate.fgm with its report, the sets, score CSVs,
-# eval.json, baseline.json.
+# $RUNS/second-camera-CAMERA/ (with -SPLIT, -pasteSHARE and -jitterL appended when set):
+# gate.fgm with its report, the sets, score CSVs, eval.json, baseline.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,8 +61,9 @@ case $camera in
 esac
 fit_last=$((${fit_frames#*..} - 1))
 # fit's held-out count (fit/split.rs: a tenth, rounded up; every camera here has enough
-# frames for its floor of 16 not to matter: the fewest, classroom's 200, hold out 20), for the baseline's threshold: `flowgate baseline` holds
-# out as many of its (thinned) training frames, placed as fit places them (--split).
+# frames for its floor of 16 not to matter: the fewest, classroom's 200, hold out 20), for
+# the baseline's threshold: `flowgate baseline` holds out as many of its (thinned) training
+# frames, placed as fit places them (--split).
 held_out=$(( (${fit_frames#*..} + 9) / 10 ))
 
 out="${RUNS:-runs}/second-camera-$camera${SPLIT:+-$SPLIT}${PASTE:+-paste$PASTE}${JITTER:+-jitter$JITTER}"

@@ -85,11 +85,11 @@ pub fn paste_objects(set: &ImageSet, share: f64, rng: &mut StdRng) -> Pasted {
         frames.dedup();
         frames.len()
     };
-    let wanted = (share.max(0.0) * set.count as f64).round() as usize;
-    let added = if objects.is_empty() || set.count == 0 {
+    // No object (an empty set has none): nothing to paste.
+    let added = if objects.is_empty() {
         0
     } else {
-        wanted
+        (share.max(0.0) * set.count as f64).round() as usize
     };
     let [channels, height, width] = set.shape;
     let plane = height * width;
